@@ -1,0 +1,3 @@
+module github.com/modelauth/modelauth
+
+go 1.26
