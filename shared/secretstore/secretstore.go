@@ -1,0 +1,245 @@
+// Package secretstore is modelauth's portable secret store: one concrete
+// [Store] over a small driver interface, with Key Vault's rules.
+//
+// Two drivers exist: filestore (the embedded default, files on local disk)
+// and, later, Azure Key Vault. Both pass the conformance suite in
+// secretstore/drivertest, which pins the rules that [Store] documents.
+//
+// # Rules
+//
+// Names match ^[0-9a-zA-Z-]{1,127}$ and are case-insensitive. Every write
+// makes a new version; reading without a version returns the newest. A
+// secret carries at most 15 tags, with names of at most 512 characters and
+// values of at most 256. A value is at most 25 KiB. Updating properties with
+// tags replaces the whole tag set. Reading a disabled version is refused
+// ([Disabled]); an expired version is read like any other. There is no
+// compare-and-swap.
+//
+// # Errors
+//
+// Every error returned by a [Store] method carries a code that [Code]
+// reports, and never contains a secret value.
+package secretstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
+)
+
+// Limits of Key Vault that every driver shares.
+const (
+	MaxTags         = 15
+	MaxTagNameLen   = 512
+	MaxTagValueLen  = 256
+	MaxValueBytes   = 25 * 1024
+	MaxNameLen      = 127
+	maxVersionBytes = 64
+)
+
+var nameRE = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
+
+// Types shared with drivers.
+type (
+	Properties = driver.Properties
+	Secret     = driver.Secret
+	SetParams  = driver.SetParams
+	Update     = driver.Update
+)
+
+// ErrorCode says what kind of failure an error is.
+type ErrorCode int
+
+// Error codes. The zero value, Unknown, is an unclassified failure.
+const (
+	Unknown ErrorCode = iota
+	// NotFound: the secret or version does not exist.
+	NotFound
+	// InvalidArgument: a name, tag or value breaks the rules.
+	InvalidArgument
+	// PermissionDenied: the store refused the caller (401 or 403 in Key Vault).
+	PermissionDenied
+	// Disabled: the version is disabled and cannot be read.
+	Disabled
+	// Conflict: the store refused the write because of its state.
+	Conflict
+	// Throttled: too many requests; try again later.
+	Throttled
+	// Unavailable: the store could not be reached or failed.
+	Unavailable
+)
+
+var codeNames = map[ErrorCode]string{
+	Unknown:          "Unknown",
+	NotFound:         "NotFound",
+	InvalidArgument:  "InvalidArgument",
+	PermissionDenied: "PermissionDenied",
+	Disabled:         "Disabled",
+	Conflict:         "Conflict",
+	Throttled:        "Throttled",
+	Unavailable:      "Unavailable",
+}
+
+func (c ErrorCode) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("ErrorCode(%d)", int(c))
+}
+
+// Error is the error type of every [Store] method.
+type Error struct {
+	Code ErrorCode
+	Op   string // "get", "set", "list" or "update"
+	Name string // the secret's name, never its value
+	Err  error  // the driver's error, or nil for an argument error
+	msg  string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("secretstore: %s %s: %s", e.Op, e.Name, e.Code)
+	if e.msg != "" {
+		s += ": " + e.msg
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Code returns the code of an error from a [Store] method, or Unknown.
+func Code(err error) ErrorCode {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Unknown
+}
+
+// Store is a secret store. It is safe for concurrent use.
+type Store struct {
+	d driver.Driver
+}
+
+// New returns a Store over d. Drivers export Open functions that call it.
+func New(d driver.Driver) *Store { return &Store{d: d} }
+
+// SetSecret writes a new version of the secret, which becomes the newest.
+func (s *Store) SetSecret(ctx context.Context, name string, p SetParams) (Properties, error) {
+	const op = "set"
+	lname, err := checkName(op, name)
+	if err != nil {
+		return Properties{}, err
+	}
+	if len(p.Value) > MaxValueBytes {
+		return Properties{}, argError(op, name, fmt.Sprintf("value is %d bytes, more than %d", len(p.Value), MaxValueBytes))
+	}
+	if err := checkTags(p.Tags); err != nil {
+		return Properties{}, argError(op, name, err.Error())
+	}
+	props, err := s.d.SetSecret(ctx, lname, p)
+	return props, s.wrap(op, name, err)
+}
+
+// GetSecret reads a version of the secret; version "" reads the newest.
+// Returns an error with code NotFound for an unknown secret or version and
+// Disabled for a disabled version.
+func (s *Store) GetSecret(ctx context.Context, name, version string) (Secret, error) {
+	const op = "get"
+	lname, err := checkName(op, name)
+	if err != nil {
+		return Secret{}, err
+	}
+	if err := checkVersion(op, name, version); err != nil {
+		return Secret{}, err
+	}
+	sec, err := s.d.GetSecret(ctx, lname, version)
+	return sec, s.wrap(op, name, err)
+}
+
+// ListVersions returns the properties of every version, newest first.
+func (s *Store) ListVersions(ctx context.Context, name string) ([]Properties, error) {
+	const op = "list"
+	lname, err := checkName(op, name)
+	if err != nil {
+		return nil, err
+	}
+	props, err := s.d.ListVersions(ctx, lname)
+	return props, s.wrap(op, name, err)
+}
+
+// UpdateProperties changes a version's properties; version "" means the
+// newest. Non-nil tags replace the whole tag set.
+func (s *Store) UpdateProperties(ctx context.Context, name, version string, u Update) (Properties, error) {
+	const op = "update"
+	lname, err := checkName(op, name)
+	if err != nil {
+		return Properties{}, err
+	}
+	if err := checkVersion(op, name, version); err != nil {
+		return Properties{}, err
+	}
+	if err := checkTags(u.Tags); err != nil {
+		return Properties{}, argError(op, name, err.Error())
+	}
+	props, err := s.d.UpdateProperties(ctx, lname, version, u)
+	return props, s.wrap(op, name, err)
+}
+
+// Close releases the driver.
+func (s *Store) Close() error { return s.d.Close() }
+
+func (s *Store) wrap(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := ErrorCode(s.d.ErrorCode(err))
+	if code == Unknown && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		code = Unavailable
+	}
+	return &Error{Code: code, Op: op, Name: name, Err: err}
+}
+
+func argError(op, name, msg string) error {
+	return &Error{Code: InvalidArgument, Op: op, Name: name, msg: msg}
+}
+
+func checkName(op, name string) (string, error) {
+	if !nameRE.MatchString(name) {
+		shown := name
+		if len(shown) > MaxNameLen || !utf8.ValidString(shown) {
+			shown = "(invalid name)"
+		}
+		return "", argError(op, shown, "name must match ^[0-9a-zA-Z-]{1,127}$")
+	}
+	return strings.ToLower(name), nil
+}
+
+func checkVersion(op, name, version string) error {
+	if len(version) > maxVersionBytes || strings.ContainsAny(version, "/\\.") {
+		return argError(op, name, "malformed version")
+	}
+	return nil
+}
+
+func checkTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return fmt.Errorf("%d tags, more than %d", len(tags), MaxTags)
+	}
+	for k, v := range tags {
+		if k == "" || utf8.RuneCountInString(k) > MaxTagNameLen {
+			return fmt.Errorf("tag name must have 1 to %d characters", MaxTagNameLen)
+		}
+		if utf8.RuneCountInString(v) > MaxTagValueLen {
+			return fmt.Errorf("tag %q: value longer than %d characters", k, MaxTagValueLen)
+		}
+	}
+	return nil
+}
