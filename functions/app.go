@@ -1,0 +1,145 @@
+// Package functions assembles the modelauth function app: one folder per
+// function (function.json beside that function's Go package) and, here, the
+// custom handler that serves them all, as the Azure Functions host (or the
+// repository's local host) calls it.
+package functions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/modelauth/modelauth/functions/keys"
+	"github.com/modelauth/modelauth/functions/score"
+	"github.com/modelauth/modelauth/functions/validate"
+	"github.com/modelauth/modelauth/shared/authn"
+	"github.com/modelauth/modelauth/shared/azfunc"
+	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/filestore"
+)
+
+// RoutePrefix is host.json's extensions.http.routePrefix.
+const RoutePrefix = "/api"
+
+// App is the wired function app.
+type App struct {
+	Settings config.Settings
+	Config   *config.Config
+	Store    *secretstore.Store
+	Keys     *keyring.Ring
+	Log      *slog.Logger
+}
+
+// NewApp loads the configuration, opens the secret store and makes sure the
+// administrator key exists. Any problem refuses the start.
+func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, error) {
+	cfg, err := config.Load(s.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	store, err := filestore.Open(s.DataDir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening the file store in %s: %w", s.DataDir, err)
+	}
+	var keyServices []string
+	for _, svc := range cfg.Services {
+		if svc.AuthMode == config.AuthKey {
+			keyServices = append(keyServices, svc.Name)
+		}
+	}
+	ring := keyring.New(store, keyServices, &keyring.Options{
+		TTL:                s.KeyCacheTTL,
+		RefreshMinInterval: s.KeyRefreshMinInterval,
+		MaxStale:           s.KeyCacheMaxStale,
+		Logger:             log,
+	})
+	if err := ring.EnsureAdminKey(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("creating the administrator key: %w", err)
+	}
+	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Log: log}, nil
+}
+
+// Handler returns the custom handler's routes: the readiness probe and
+// every HTTP function at its forwarded /api path.
+func (a *App) Handler() http.Handler {
+	services := &authn.Services{Config: a.Config, Keys: a.Keys}
+	admin := &authn.Admin{Keys: a.Keys}
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", azfunc.Ready())
+
+	v := validate.Handler(services, a.Log)
+	mux.Handle(RoutePrefix+"/services/{service}/validate", v)
+	mux.Handle(RoutePrefix+"/services/{service}/validate/{rest...}", v)
+
+	sc := score.New(services, a.Log, &score.Options{
+		Timeout:      a.Settings.ScoreTimeout,
+		MaxBodyBytes: a.Settings.ScoreMaxBodyBytes,
+	})
+	mux.Handle(RoutePrefix+"/services/{service}/score", sc)
+	mux.Handle(RoutePrefix+"/services/{service}/score/{rest...}", sc)
+
+	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log}
+	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
+	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
+	return mux
+}
+
+// Close releases the store.
+func (a *App) Close() error { return a.Store.Close() }
+
+// Run is the custom handler: it reads the app settings through getenv,
+// logs JSON to stdout, and serves on 127.0.0.1:FUNCTIONS_CUSTOMHANDLER_PORT
+// until ctx is done. ready, if not nil, receives the listening address.
+func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, ready chan<- string) error {
+	s, err := config.LoadSettings(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: s.LogLevel}))
+	addr, err := azfunc.ListenAddr(getenv)
+	if err != nil {
+		return err
+	}
+	app, err := NewApp(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           app.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("handler_started", "address", ln.Addr().String(), "services", len(app.Config.Services),
+		"store", s.DataDir, "admin_key_secret", keyring.AdminKeySecret)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	log.Info("handler_stopped")
+	return nil
+}

@@ -1,0 +1,203 @@
+// Package score is the score function: it authenticates a request for a
+// service as validate does, then proxies it to the service's scoringUri
+// plus the route's tail.
+//
+// The upstream never sees the caller's credentials: Authorization,
+// x-functions-key and every incoming X-ModelAuth-* header are removed, and
+// X-ModelAuth-* headers describing the authenticated caller are set. The
+// proxy follows no redirects (an upstream redirect is answered 502, so no
+// internal address leaks), caps the request and response bodies, and bounds
+// the whole exchange in time. An upstream failure is answered 502 (504 on
+// timeout) with a fixed message; the cause goes only to the log.
+package score
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/apierror"
+	"github.com/modelauth/modelauth/shared/authn"
+)
+
+// Options bound the proxy; zero fields take their defaults.
+type Options struct {
+	Timeout      time.Duration // default 60s
+	MaxBodyBytes int64         // default 10 MiB, for the request and the response
+	// Transport sends upstream requests; default a dedicated
+	// http.Transport.
+	Transport http.RoundTripper
+}
+
+// Function serves the score function.
+type Function struct {
+	services *authn.Services
+	log      *slog.Logger
+	opts     Options
+	proxy    *httputil.ReverseProxy
+}
+
+var _ http.Handler = (*Function)(nil)
+
+type ctxKey struct{}
+
+type target struct {
+	url *url.URL
+	id  authn.Identity
+}
+
+// New returns the score function. log may be nil.
+func New(services *authn.Services, log *slog.Logger, opts *Options) *Function {
+	f := &Function{services: services, log: log}
+	if log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	if opts != nil {
+		f.opts = *opts
+	}
+	if f.opts.Timeout <= 0 {
+		f.opts.Timeout = 60 * time.Second
+	}
+	if f.opts.MaxBodyBytes <= 0 {
+		f.opts.MaxBodyBytes = 10 << 20
+	}
+	if f.opts.Transport == nil {
+		f.opts.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: f.opts.Timeout,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite:        f.rewrite,
+		Transport:      f.opts.Transport,
+		ModifyResponse: f.modifyResponse,
+		ErrorHandler:   f.upstreamError,
+		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
+	}
+	return f
+}
+
+func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	service := r.PathValue("service")
+	id, fail := f.services.Authenticate(r.Context(), service, r)
+	if fail != nil {
+		fail.Write(w, f.log)
+		return
+	}
+	svc, _ := f.services.Config.Service(service)
+	if svc.ScoringURI == nil {
+		apierror.Write(w, f.log, apierror.New(apierror.NotFound, "service "+svc.Name+" has no scoringUri"))
+		return
+	}
+	if r.ContentLength > f.opts.MaxBodyBytes {
+		apierror.Write(w, f.log, apierror.New(apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.opts.MaxBodyBytes)))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, f.opts.MaxBodyBytes)
+	ctx, cancel := context.WithTimeout(r.Context(), f.opts.Timeout)
+	defer cancel()
+	t := target{url: joinTail(svc.ScoringURI, r.PathValue("rest")), id: id}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, t)))
+}
+
+// joinTail appends the route's tail to the scoring URI's path.
+func joinTail(base *url.URL, rest string) *url.URL {
+	u := *base
+	if rest != "" {
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + rest
+		u.RawPath = ""
+	}
+	return &u
+}
+
+func (f *Function) rewrite(pr *httputil.ProxyRequest) {
+	t := pr.In.Context().Value(ctxKey{}).(target)
+	out := pr.Out
+	out.URL.Scheme = t.url.Scheme
+	out.URL.Host = t.url.Host
+	out.URL.Path = t.url.Path
+	out.URL.RawPath = ""
+	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.Host = t.url.Host
+	for name := range out.Header {
+		if strings.HasPrefix(strings.ToLower(name), authn.HeaderPrefix) {
+			out.Header.Del(name)
+		}
+	}
+	out.Header.Del("Authorization")
+	out.Header.Del("X-Functions-Key")
+	authn.SetHeaders(out.Header, t.id)
+	pr.SetXForwarded()
+}
+
+var (
+	errRedirect = errors.New("upstream answered with a redirect")
+	errTooLong  = errors.New("upstream response body exceeds the cap")
+)
+
+func (f *Function) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified {
+		return errRedirect
+	}
+	if resp.ContentLength > f.opts.MaxBodyBytes {
+		return fmt.Errorf("upstream body of %d bytes exceeds %d", resp.ContentLength, f.opts.MaxBodyBytes)
+	}
+	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes}
+	return nil
+}
+
+func (f *Function) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	code, msg := apierror.BadGateway, "the scoring service failed"
+	switch {
+	case errors.As(err, &tooBig):
+		code, msg = apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.opts.MaxBodyBytes)
+	case errors.Is(err, context.DeadlineExceeded):
+		code, msg = apierror.GatewayTimeout, "the scoring service did not answer in time"
+	case errors.Is(err, context.Canceled):
+		return // the caller went away
+	}
+	t, _ := r.Context().Value(ctxKey{}).(target)
+	f.log.Warn("score_upstream_failed", "service", t.id.Service, "status", apierror.Status(code), "error", err.Error())
+	apierror.Write(w, nil, apierror.New(code, msg))
+}
+
+// cappedBody fails a response body that grows past its cap, which makes the
+// proxy abort the response rather than pass on an unbounded body.
+type cappedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (c *cappedBody) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// At the cap: only the end of the body may follow.
+		var probe [1]byte
+		n, err := c.rc.Read(probe[:])
+		if n > 0 {
+			return 0, errTooLong
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.rc.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cappedBody) Close() error { return c.rc.Close() }

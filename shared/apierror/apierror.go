@@ -1,0 +1,136 @@
+// Package apierror maps outcomes to HTTP responses in one table and writes
+// the JSON bodies of every function: {"error":{"code","message"}} for
+// errors.
+//
+// A message is what the caller sees; the wrapped cause is only logged, so an
+// error from a store or an upstream never reaches a response.
+package apierror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// Code is an outcome the caller acts on.
+type Code string
+
+// Codes, each with its HTTP status in [Status].
+const (
+	BadRequest       Code = "BadRequest"
+	Unauthorized     Code = "Unauthorized"
+	Forbidden        Code = "Forbidden"
+	NotFound         Code = "NotFound"
+	MethodNotAllowed Code = "MethodNotAllowed"
+	Conflict         Code = "Conflict"
+	TooLarge         Code = "PayloadTooLarge"
+	BadGateway       Code = "BadGateway"
+	GatewayTimeout   Code = "GatewayTimeout"
+	Unavailable      Code = "ServiceUnavailable"
+	Internal         Code = "InternalError"
+)
+
+var statusOf = map[Code]int{
+	BadRequest:       http.StatusBadRequest,
+	Unauthorized:     http.StatusUnauthorized,
+	Forbidden:        http.StatusForbidden,
+	NotFound:         http.StatusNotFound,
+	MethodNotAllowed: http.StatusMethodNotAllowed,
+	Conflict:         http.StatusConflict,
+	TooLarge:         http.StatusRequestEntityTooLarge,
+	BadGateway:       http.StatusBadGateway,
+	GatewayTimeout:   http.StatusGatewayTimeout,
+	Unavailable:      http.StatusServiceUnavailable,
+	Internal:         http.StatusInternalServerError,
+}
+
+// Status returns the HTTP status of code; an unknown code is a 500.
+func Status(code Code) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Error is an outcome with a message safe to show the caller and an
+// optional cause for the logs.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error
+}
+
+// New returns an Error without a cause.
+func New(code Code, message string) *Error { return &Error{Code: code, Message: message} }
+
+// Wrap returns an Error whose cause err is logged but never shown.
+func Wrap(code Code, message string, err error) *Error {
+	return &Error{Code: code, Message: message, Err: err}
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// CodeOf returns the code of err: that of an *Error in its chain, else
+// Internal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+type body struct {
+	Error struct {
+		Code    Code   `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Write writes err as a JSON error response. An error that is not an *Error
+// is answered as a 500 with a generic message. Errors with a cause, and
+// every 5xx, are logged to log (which may be nil).
+func Write(w http.ResponseWriter, log *slog.Logger, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = Wrap(Internal, "internal error", err)
+	}
+	status := Status(e.Code)
+	if log != nil && (e.Err != nil || status >= 500) {
+		level := slog.LevelWarn
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		cause := ""
+		if e.Err != nil {
+			cause = e.Err.Error()
+		}
+		log.Log(context.Background(), level, "request_failed", "code", string(e.Code), "status", status, "message", e.Message, "cause", cause)
+	}
+	var b body
+	b.Error.Code = e.Code
+	b.Error.Message = e.Message
+	WriteJSON(w, status, b)
+}
+
+// WriteJSON writes v as a JSON response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		data = []byte(`{"error":{"code":"InternalError","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+}

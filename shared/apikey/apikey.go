@@ -1,0 +1,108 @@
+// Package apikey generates, checks and compares service keys.
+//
+// A generated key is 32 bytes from crypto/rand, base64url without padding
+// (43 characters). A key supplied by a user is 32 to 128 characters of
+// [A-Za-z0-9_-]. Keys never contain '.', so a Bearer value with a '.' is a
+// JWT and one without is a key.
+//
+// Validators keep only [Hash] values in memory and compare them in constant
+// time with [Set.Match].
+package apikey
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+)
+
+// Bounds of a key supplied by a user.
+const (
+	MinLen = 32
+	MaxLen = 128
+)
+
+// ErrFormat means a key breaks the format rules.
+var ErrFormat = errors.New("apikey: a key must be 32 to 128 characters of A-Z, a-z, 0-9, '-' and '_'")
+
+// Generate returns a new random key of 43 characters.
+func Generate() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("apikey: reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Check reports whether k has the format of a key: it returns nil or
+// ErrFormat. The check takes time that depends only on len(k).
+func Check(k string) error {
+	if len(k) < MinLen || len(k) > MaxLen {
+		return ErrFormat
+	}
+	bad := 0
+	for i := 0; i < len(k); i++ {
+		bad |= 1 - isKeyByte(k[i])
+	}
+	if bad != 0 {
+		return ErrFormat
+	}
+	return nil
+}
+
+// isKeyByte returns 1 for a byte of the key alphabet and 0 otherwise,
+// without branching on the byte's value.
+func isKeyByte(c byte) int {
+	in := func(lo, hi byte) int {
+		// (c-lo) <= (hi-lo) as unsigned, branch-free.
+		return int(((uint(c-lo) - uint(hi-lo) - 1) >> 63) & 1)
+	}
+	return in('A', 'Z') | in('a', 'z') | in('0', '9') | eq(c, '-') | eq(c, '_')
+}
+
+func eq(a, b byte) int { return subtle.ConstantTimeByteEq(a, b) }
+
+// Hash is the SHA-256 digest of a key: what validators hold instead of the key.
+type Hash [sha256.Size]byte
+
+// HashOf returns the hash of k.
+func HashOf(k string) Hash { return sha256.Sum256([]byte(k)) }
+
+// Set is a small set of key hashes, each labelled (for example "Primary").
+// The zero Set matches nothing. A Set is immutable once built and safe for
+// concurrent use.
+type Set struct {
+	hashes []Hash
+	labels []string
+}
+
+// Add returns a Set that also holds the hash of k under label.
+func (s Set) Add(label, k string) Set {
+	return Set{
+		hashes: append(s.hashes[:len(s.hashes):len(s.hashes)], HashOf(k)),
+		labels: append(s.labels[:len(s.labels):len(s.labels)], label),
+	}
+}
+
+// Len returns the number of hashes in the set.
+func (s Set) Len() int { return len(s.hashes) }
+
+// Match reports the label of the first entry that matches k. It compares k's
+// hash with every entry in constant time, so the time taken does not tell
+// which entry matched or how much of a key was right.
+func (s Set) Match(k string) (label string, ok bool) {
+	h := HashOf(k)
+	found := -1
+	for i := range s.hashes {
+		m := subtle.ConstantTimeCompare(h[:], s.hashes[i][:])
+		// Keep the first match without a data-dependent branch.
+		first := m & subtle.ConstantTimeEq(int32(found), -1)
+		found = subtle.ConstantTimeSelect(first, i, found)
+	}
+	if found < 0 {
+		return "", false
+	}
+	return s.labels[found], true
+}

@@ -1,0 +1,119 @@
+// Package bearer reads RFC 6750 Bearer credentials from an Authorization
+// header and writes the matching WWW-Authenticate challenges.
+package bearer
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// MaxHeaderLen caps the Authorization header value that [Parse] looks at:
+// 8 KiB holds any key and any token this app accepts.
+const MaxHeaderLen = 8 << 10
+
+// Errors returned by [Parse].
+var (
+	// ErrMissing: no Authorization header, or a scheme other than Bearer.
+	// RFC 6750 section 3.1: the challenge then carries no error code.
+	ErrMissing = errors.New("bearer: no bearer credentials")
+	// ErrMalformed: a Bearer header whose credentials break the b64token
+	// syntax of RFC 6750 section 2.1, or that is too long.
+	ErrMalformed = errors.New("bearer: malformed bearer credentials")
+)
+
+// Parse returns the credentials of r's Bearer Authorization header. The
+// scheme is case-insensitive; exactly one header must be present.
+func Parse(r *http.Request) (string, error) {
+	vals := r.Header.Values("Authorization")
+	switch len(vals) {
+	case 0:
+		return "", ErrMissing
+	case 1:
+		return ParseValue(vals[0])
+	default:
+		return "", ErrMalformed
+	}
+}
+
+// ParseValue parses one Authorization header value.
+func ParseValue(v string) (string, error) {
+	if len(v) > MaxHeaderLen {
+		return "", ErrMalformed
+	}
+	scheme, cred, found := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", ErrMissing
+	}
+	if !found {
+		return "", ErrMalformed
+	}
+	cred = strings.TrimLeft(cred, " ")
+	if !isB64Token(cred) {
+		return "", ErrMalformed
+	}
+	return cred, nil
+}
+
+// isB64Token reports whether s matches 1*( ALPHA / DIGIT / "-" / "." / "_" /
+// "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && isTokenByte(s[i]) {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(s) && s[i] == '=' {
+		i++
+	}
+	return i == len(s)
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~+/", c) >= 0
+}
+
+// Error codes of RFC 6750 section 3.1.
+const (
+	InvalidRequest    = "invalid_request"
+	InvalidToken      = "invalid_token"
+	InsufficientScope = "insufficient_scope"
+)
+
+// Challenge returns a WWW-Authenticate value for realm. code is "" (no
+// credentials were sent) or one of the RFC 6750 error codes; description
+// must be plain text without quotes and never include a credential.
+func Challenge(realm, code, description string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm="`)
+	b.WriteString(quoteSafe(realm))
+	b.WriteByte('"')
+	if code != "" {
+		b.WriteString(`, error="`)
+		b.WriteString(code)
+		b.WriteByte('"')
+		if description != "" {
+			b.WriteString(`, error_description="`)
+			b.WriteString(quoteSafe(description))
+			b.WriteByte('"')
+		}
+	}
+	return b.String()
+}
+
+// quoteSafe keeps the printable ASCII characters RFC 6750 allows inside a
+// quoted attribute value, dropping '"' and '\'.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}

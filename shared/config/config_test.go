@@ -1,0 +1,166 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseGood(t *testing.T) {
+	c, err := Parse([]byte(`{"services":[
+		{"name":"iris","scoringUri":"http://10.0.0.4:5001/score"},
+		{"name":"open","authMode":"none"},
+		{"name":"tok","authMode":"token"},
+		{"name":"aml-key","authEnabled":true},
+		{"name":"aml-token","authEnabled":false,"tokenAuthEnabled":true},
+		{"name":"aml-none","authEnabled":false},
+		{"name":"agree","authMode":"key","authEnabled":true}
+	]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]AuthMode{"iris": AuthKey, "open": AuthNone, "tok": AuthToken,
+		"aml-key": AuthKey, "aml-token": AuthToken, "aml-none": AuthNone, "agree": AuthKey}
+	for name, mode := range want {
+		s, ok := c.Service(name)
+		if !ok || s.AuthMode != mode {
+			t.Errorf("Service(%q) = %+v, %v; want mode %q", name, s, ok, mode)
+		}
+	}
+	if s, _ := c.Service("iris"); s.ScoringURI == nil || s.ScoringURI.String() != "http://10.0.0.4:5001/score" {
+		t.Errorf("iris scoringUri = %v", s.ScoringURI)
+	}
+	if _, ok := c.Service("missing"); ok {
+		t.Error("Service(missing) found")
+	}
+	if len(c.Services) != 7 {
+		t.Errorf("len(Services) = %d; want 7", len(c.Services))
+	}
+}
+
+func TestParseRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string // every fragment must appear in the error
+	}{
+		{"not json", `{`, []string{"invalid configuration"}},
+		{"unknown top field", `{"servicez":[]}`, []string{`unknown field "servicez"`}},
+		{"unknown service field", `{"services":[{"name":"a","mode":"key"}]}`, []string{`unknown field "mode"`}},
+		{"trailing data", `{"services":[]} {}`, []string{"trailing data"}},
+		{"upper case name", `{"services":[{"name":"Iris"}]}`, []string{`"Iris"`, "must match"}},
+		{"empty name", `{"services":[{"name":""}]}`, []string{`services[0]`, "must match"}},
+		{"name too long", `{"services":[{"name":"` + strings.Repeat("a", 41) + `"}]}`, []string{"must match"}},
+		{"leading dash", `{"services":[{"name":"-a"}]}`, []string{`"-a"`}},
+		{"underscore", `{"services":[{"name":"a_b"}]}`, []string{`"a_b"`}},
+		{"duplicate", `{"services":[{"name":"a"},{"name":"b"},{"name":"a"}]}`, []string{`service "a" is listed twice`}},
+		{"key and token", `{"services":[{"name":"both","authEnabled":true,"tokenAuthEnabled":true}]}`, []string{`service "both"`, "key auth and token auth cannot both be enabled"}},
+		{"mode contradicts switches", `{"services":[{"name":"c","authMode":"key","tokenAuthEnabled":true}]}`, []string{`service "c"`, "contradicts"}},
+		{"unknown mode", `{"services":[{"name":"m","authMode":"entra"}]}`, []string{`service "m"`, `authMode "entra"`}},
+		{"relative url", `{"services":[{"name":"u","scoringUri":"/score"}]}`, []string{`service "u"`, "absolute http or https"}},
+		{"ftp url", `{"services":[{"name":"u","scoringUri":"ftp://h/x"}]}`, []string{"absolute http or https"}},
+		{"no host", `{"services":[{"name":"u","scoringUri":"http:///x"}]}`, []string{"has no host"}},
+		{"credentials", `{"services":[{"name":"u","scoringUri":"http://user:pw@h/x"}]}`, []string{"must not carry credentials"}},
+		{"query", `{"services":[{"name":"u","scoringUri":"http://h/x?a=1"}]}`, []string{"query or fragment"}},
+		{"bad escape", `{"services":[{"name":"u","scoringUri":"http://h/%zz"}]}`, []string{"not a URL"}},
+		{"two problems", `{"services":[{"name":"A"},{"name":"b","authMode":"x"}]}`, []string{`"A"`, `service "b"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.doc))
+			if err == nil {
+				t.Fatalf("Parse accepted %s: %+v", tt.doc, c)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v is not ErrInvalid", err)
+			}
+			for _, frag := range tt.want {
+				if !strings.Contains(err.Error(), frag) {
+					t.Errorf("error %q does not mention %q", err, frag)
+				}
+			}
+			if strings.Contains(err.Error(), "pw@") {
+				t.Errorf("error repeats credentials: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`{"services":[{"name":"a"}]}`), 0o600)
+	if _, err := Load(good); err != nil {
+		t.Fatalf("Load(good) = %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Fatalf("Load(missing) = %v; want an error naming the file", err)
+	}
+	big := filepath.Join(dir, "big.json")
+	os.WriteFile(big, []byte(`{"services":[]}`+strings.Repeat(" ", MaxFileBytes)), 0o600)
+	if _, err := Load(big); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Load(big) = %v; want ErrInvalid", err)
+	}
+}
+
+func TestLoadSettings(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	s, err := LoadSettings(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != func() Settings { d := DefaultSettings(); d.ConfigPath = "modelauth.json"; return d }() {
+		t.Errorf("defaults = %+v", s)
+	}
+	s, err = LoadSettings(env(map[string]string{
+		"FUNCTIONS_APP_ROOT_PATH": "/app", "KEY_CACHE_TTL": "5s", "SCORE_MAX_BODY_BYTES": "100", "LOG_LEVEL": "debug",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ConfigPath != filepath.Join("/app", "modelauth.json") || s.KeyCacheTTL != 5*time.Second || s.ScoreMaxBodyBytes != 100 || s.LogLevel.String() != "DEBUG" {
+		t.Errorf("settings = %+v", s)
+	}
+	s, _ = LoadSettings(env(map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/app", "MODELAUTH_CONFIG": "/etc/m.json"}))
+	if s.ConfigPath != "/etc/m.json" {
+		t.Errorf("MODELAUTH_CONFIG ignored: %q", s.ConfigPath)
+	}
+
+	bad := []struct{ name, value, want string }{
+		{"KEY_CACHE_TTL", "soon", "KEY_CACHE_TTL"},
+		{"KEY_CACHE_TTL", "0s", "KEY_CACHE_TTL"},
+		{"KEY_CACHE_TTL", "2h", "KEY_CACHE_TTL"},
+		{"KEY_REFRESH_MIN_INTERVAL", "-1s", "KEY_REFRESH_MIN_INTERVAL"},
+		{"KEY_CACHE_MAX_STALENESS", "25h", "KEY_CACHE_MAX_STALENESS"},
+		{"SCORE_TIMEOUT", "11m", "SCORE_TIMEOUT"},
+		{"SCORE_MAX_BODY_BYTES", "ten", "SCORE_MAX_BODY_BYTES"},
+		{"SCORE_MAX_BODY_BYTES", "0", "SCORE_MAX_BODY_BYTES"},
+		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"KEYVAULT_URL", "https://v.vault.azure.net", "KEYVAULT_URL"},
+	}
+	for _, tt := range bad {
+		_, err := LoadSettings(env(map[string]string{tt.name: tt.value}))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadSettings(%s=%q) = %v; want an ErrInvalid naming %s", tt.name, tt.value, err, tt.want)
+		}
+	}
+}
+
+func TestSettingNamesAreRead(t *testing.T) {
+	read := map[string]bool{}
+	LoadSettings(func(k string) string { read[k] = true; return "" })
+	for _, n := range SettingNames {
+		if !read[n] {
+			t.Errorf("SettingNames lists %s, which LoadSettings does not read", n)
+		}
+		delete(read, n)
+	}
+	for n := range read {
+		t.Errorf("LoadSettings reads %s, which SettingNames lacks", n)
+	}
+}

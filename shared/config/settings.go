@@ -1,0 +1,119 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Settings are the app settings (environment variables) the function app
+// reads. local.settings.example.json and the README list the same names.
+type Settings struct {
+	// AppRoot is FUNCTIONS_APP_ROOT_PATH, set by the Functions host; "."
+	// when unset.
+	AppRoot string
+	// ConfigPath is MODELAUTH_CONFIG; default modelauth.json in AppRoot.
+	ConfigPath string
+	// DataDir is MODELAUTH_DATA_DIR, the embedded file store's folder;
+	// default .modelauth (relative to the working directory).
+	DataDir string
+	// KeyVaultURL is KEYVAULT_URL; empty selects the embedded file store.
+	KeyVaultURL string
+	// KeyCacheTTL is KEY_CACHE_TTL: how long a validator trusts the keys
+	// it read, and so how long a regenerated key's old value keeps working
+	// on other instances.
+	KeyCacheTTL time.Duration
+	// KeyRefreshMinInterval is KEY_REFRESH_MIN_INTERVAL: the least time
+	// between two store reads for one service caused by unknown keys.
+	KeyRefreshMinInterval time.Duration
+	// KeyCacheMaxStale is KEY_CACHE_MAX_STALENESS: how long past its TTL a
+	// validator keeps serving cached keys while the store is unavailable,
+	// before answering 503.
+	KeyCacheMaxStale time.Duration
+	// ScoreTimeout is SCORE_TIMEOUT: the whole time a scoring request may
+	// take upstream.
+	ScoreTimeout time.Duration
+	// ScoreMaxBodyBytes is SCORE_MAX_BODY_BYTES: the cap on a scoring
+	// request's body and on the upstream response's body.
+	ScoreMaxBodyBytes int64
+	// LogLevel is LOG_LEVEL: debug, info, warn or error.
+	LogLevel slog.Level
+}
+
+// DefaultSettings returns the settings used when no variable is set.
+func DefaultSettings() Settings {
+	return Settings{
+		AppRoot:               ".",
+		DataDir:               ".modelauth",
+		KeyCacheTTL:           30 * time.Second,
+		KeyRefreshMinInterval: time.Second,
+		KeyCacheMaxStale:      5 * time.Minute,
+		ScoreTimeout:          60 * time.Second,
+		ScoreMaxBodyBytes:     10 << 20,
+		LogLevel:              slog.LevelInfo,
+	}
+}
+
+// SettingNames lists every app setting LoadSettings reads.
+var SettingNames = []string{
+	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL",
+	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS",
+	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL",
+}
+
+// LoadSettings reads the settings through getenv and checks them. The error
+// names every bad setting.
+func LoadSettings(getenv func(string) string) (Settings, error) {
+	s := DefaultSettings()
+	var problems []error
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration, min, max time.Duration) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < min || d > max {
+			problems = append(problems, fmt.Errorf("%s=%q: want a duration from %v to %v, such as 30s", name, v, min, max))
+			return
+		}
+		*dst = d
+	}
+	str("FUNCTIONS_APP_ROOT_PATH", &s.AppRoot)
+	s.ConfigPath = filepath.Join(s.AppRoot, "modelauth.json")
+	str("MODELAUTH_CONFIG", &s.ConfigPath)
+	str("MODELAUTH_DATA_DIR", &s.DataDir)
+	str("KEYVAULT_URL", &s.KeyVaultURL)
+	dur("KEY_CACHE_TTL", &s.KeyCacheTTL, time.Second, time.Hour)
+	dur("KEY_REFRESH_MIN_INTERVAL", &s.KeyRefreshMinInterval, 0, time.Minute)
+	dur("KEY_CACHE_MAX_STALENESS", &s.KeyCacheMaxStale, 0, 24*time.Hour)
+	dur("SCORE_TIMEOUT", &s.ScoreTimeout, time.Second, 10*time.Minute)
+	if v := strings.TrimSpace(getenv("SCORE_MAX_BODY_BYTES")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 1<<30 {
+			problems = append(problems, fmt.Errorf("SCORE_MAX_BODY_BYTES=%q: want a whole number of bytes from 1 to %d", v, 1<<30))
+		} else {
+			s.ScoreMaxBodyBytes = n
+		}
+	}
+	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
+		if err := s.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			problems = append(problems, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
+		}
+	}
+	if s.KeyVaultURL != "" {
+		problems = append(problems, errors.New("KEYVAULT_URL is set, but this build has no Key Vault driver yet: unset it to use the embedded file store"))
+	}
+	if len(problems) > 0 {
+		return Settings{}, fmt.Errorf("config: %w: %w", ErrInvalid, errors.Join(problems...))
+	}
+	return s, nil
+}

@@ -1,0 +1,346 @@
+// Package keyring keeps the keys that callers present, as hashes, for the
+// validators: each service's Primary and Secondary keys and the
+// administrator key, read from the secret store and created there on first
+// need.
+//
+// # Caching
+//
+// A validator trusts the keys it read for Options.TTL; after that the next
+// request reads the store again. A key that matches nothing triggers one
+// early re-read, at most once per Options.RefreshMinInterval for each set of
+// keys, so a regenerated key works at once on every instance while guessing
+// cannot hammer the store. When the store cannot be read, cached keys keep
+// being served for Options.MaxStale past their TTL; after that the answer is
+// [ErrUnavailable], never a wrong yes or no.
+//
+// # Errors
+//
+// Validate returns [ErrNoMatch] for a key that matches nothing and
+// [ErrUnavailable] (wrapping the store's error) when the keys cannot be
+// known. Errors never contain a key.
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/apikey"
+	"github.com/modelauth/modelauth/shared/secretstore"
+)
+
+// KeyType names one of a service's two keys.
+type KeyType string
+
+// Key types, spelled as Azure ML spells them.
+const (
+	Primary   KeyType = "Primary"
+	Secondary KeyType = "Secondary"
+)
+
+// ParseKeyType accepts "Primary" or "Secondary" in any case.
+func ParseKeyType(s string) (KeyType, bool) {
+	switch {
+	case strings.EqualFold(s, string(Primary)):
+		return Primary, true
+	case strings.EqualFold(s, string(Secondary)):
+		return Secondary, true
+	}
+	return "", false
+}
+
+// Errors.
+var (
+	// ErrNoMatch: the presented key is not one of the keys.
+	ErrNoMatch = errors.New("keyring: key does not match")
+	// ErrUnavailable: the keys could not be read and no cached copy is
+	// recent enough to serve.
+	ErrUnavailable = errors.New("keyring: keys unavailable")
+	// ErrUnknownService: the service is not one the ring was built for.
+	ErrUnknownService = errors.New("keyring: unknown service")
+	// ErrDisabled: the newest version of a key's secret is disabled.
+	ErrDisabled = errors.New("keyring: the newest version of a key is disabled")
+)
+
+// Secret names of design.md section 4.
+const AdminKeySecret = "admin-key"
+
+// KeySecret returns the secret name of one of a service's keys.
+func KeySecret(service string, kt KeyType) string {
+	if kt == Secondary {
+		return "svc-" + service + "-secondary"
+	}
+	return "svc-" + service + "-primary"
+}
+
+// Options tune a Ring; the zero value of a field means its default.
+type Options struct {
+	TTL                time.Duration // default 30s
+	RefreshMinInterval time.Duration // default 1s
+	MaxStale           time.Duration // default 5m; negative means none
+	Now                func() time.Time
+	Logger             *slog.Logger
+}
+
+// Keys is what get_keys returns.
+type Keys struct {
+	PrimaryKey    string  `json:"primaryKey"`
+	SecondaryKey  string  `json:"secondaryKey"`
+	ActiveKeyType KeyType `json:"activeKeyType"`
+}
+
+// Ring holds the keys of a fixed set of services and the administrator key.
+// It is safe for concurrent use; Validate takes no lock when the cached keys
+// are fresh.
+type Ring struct {
+	store *secretstore.Store
+	opts  Options
+	sets  map[string]*keySet // by service name; adminSetID for the admin key
+}
+
+const adminSetID = "\x00admin"
+
+// New returns a Ring for the key-mode services named.
+func New(store *secretstore.Store, services []string, opts *Options) *Ring {
+	r := &Ring{store: store, sets: make(map[string]*keySet, len(services)+1)}
+	if opts != nil {
+		r.opts = *opts
+	}
+	if r.opts.TTL <= 0 {
+		r.opts.TTL = 30 * time.Second
+	}
+	if r.opts.RefreshMinInterval == 0 {
+		r.opts.RefreshMinInterval = time.Second
+	}
+	if r.opts.MaxStale == 0 {
+		r.opts.MaxStale = 5 * time.Minute
+	}
+	if r.opts.Now == nil {
+		r.opts.Now = time.Now
+	}
+	if r.opts.Logger == nil {
+		r.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, s := range services {
+		r.sets[s] = &keySet{ring: r, id: s, slots: []slot{
+			{label: string(Primary), secret: KeySecret(s, Primary), tags: serviceTags(s)},
+			{label: string(Secondary), secret: KeySecret(s, Secondary), tags: serviceTags(s)},
+		}}
+	}
+	r.sets[adminSetID] = &keySet{ring: r, id: "admin", slots: []slot{
+		{label: "admin", secret: AdminKeySecret, tags: map[string]string{"managed-by": "modelauth", "kind": "admin-key"}},
+	}}
+	return r
+}
+
+func serviceTags(service string) map[string]string {
+	return map[string]string{"managed-by": "modelauth", "kind": "service-key", "service": service, "state": "current"}
+}
+
+// Validate checks a key presented for service and returns which key it is.
+func (r *Ring) Validate(ctx context.Context, service, key string) (KeyType, error) {
+	ks, ok := r.sets[service]
+	if !ok || service == adminSetID {
+		return "", ErrUnknownService
+	}
+	label, err := ks.match(ctx, key)
+	return KeyType(label), err
+}
+
+// ValidateAdmin checks a presented administrator key.
+func (r *Ring) ValidateAdmin(ctx context.Context, key string) error {
+	_, err := r.sets[adminSetID].match(ctx, key)
+	return err
+}
+
+// EnsureAdminKey creates the administrator key if the store has none.
+func (r *Ring) EnsureAdminKey(ctx context.Context) error {
+	_, err := r.sets[adminSetID].reload(ctx)
+	return err
+}
+
+// Get reads a service's keys from the store (not the cache), creating them
+// if they do not exist yet, and refreshes the cache with them.
+func (r *Ring) Get(ctx context.Context, service string) (Keys, error) {
+	ks, ok := r.sets[service]
+	if !ok || service == adminSetID {
+		return Keys{}, ErrUnknownService
+	}
+	vals, err := ks.reload(ctx)
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{PrimaryKey: vals[0], SecondaryKey: vals[1], ActiveKeyType: Primary}, nil
+}
+
+// Regenerate replaces one of a service's keys with value, or with a new
+// random key when value is "". The old value stops working on this instance
+// at once and on others within the TTL. It returns the keys as the store
+// has them afterwards.
+func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value string) (Keys, error) {
+	ks, ok := r.sets[service]
+	if !ok || service == adminSetID {
+		return Keys{}, ErrUnknownService
+	}
+	if value == "" {
+		var err error
+		if value, err = apikey.Generate(); err != nil {
+			return Keys{}, err
+		}
+	} else if err := apikey.Check(value); err != nil {
+		return Keys{}, err
+	}
+	i := 0
+	if kt == Secondary {
+		i = 1
+	}
+	sl := ks.slots[i]
+	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: sl.tags}); err != nil {
+		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return r.Get(ctx, service)
+}
+
+type slot struct {
+	label  string
+	secret string
+	tags   map[string]string
+}
+
+// keySet is the cached hashes of one set of secrets.
+type keySet struct {
+	ring  *Ring
+	id    string
+	slots []slot
+
+	snap atomic.Pointer[snapshot]
+
+	mu          sync.Mutex // serialises store reads; guards the fields below
+	lastAttempt time.Time  // of the last store read
+	lastErr     error      // of the last store read
+}
+
+type snapshot struct {
+	set    apikey.Set
+	loaded time.Time
+}
+
+func (ks *keySet) match(ctx context.Context, key string) (string, error) {
+	now := ks.ring.opts.Now()
+	snap := ks.snap.Load()
+	if snap == nil || now.Sub(snap.loaded) >= ks.ring.opts.TTL {
+		var err error
+		if snap, err = ks.refresh(ctx, snap, false); err != nil {
+			return "", err
+		}
+	}
+	if label, ok := snap.set.Match(key); ok {
+		return label, nil
+	}
+	// An unknown key: the keys may have changed on another instance.
+	fresh, err := ks.refresh(ctx, snap, true)
+	if err != nil {
+		return "", err
+	}
+	if label, ok := fresh.set.Match(key); ok {
+		return label, nil
+	}
+	return "", ErrNoMatch
+}
+
+// refresh reads the store unless another goroutine already did since seen.
+// For a miss it reads at most once per RefreshMinInterval, and after a
+// failure it waits as long before trying again. When the store cannot be
+// read it serves seen while seen is within TTL+MaxStale.
+func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snapshot, error) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	o := ks.ring.opts
+	now := o.Now()
+	if cur := ks.snap.Load(); cur != seen && cur != nil {
+		return cur, nil // read meanwhile by someone else
+	}
+	recent := now.Sub(ks.lastAttempt) < o.RefreshMinInterval
+	if miss && recent && seen != nil {
+		return seen, nil
+	}
+	if recent && ks.lastErr != nil {
+		return ks.serveStale(seen, now, ks.lastErr)
+	}
+	ks.lastAttempt = now
+	if _, err := ks.load(ctx); err != nil {
+		ks.lastErr = err
+		return ks.serveStale(seen, now, err)
+	}
+	ks.lastErr = nil
+	return ks.snap.Load(), nil
+}
+
+func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapshot, error) {
+	o := ks.ring.opts
+	if seen != nil && o.MaxStale > 0 && now.Sub(seen.loaded) < o.TTL+o.MaxStale {
+		o.Logger.Warn("key_store_unavailable", "keys", ks.id,
+			"cache_age", now.Sub(seen.loaded).Round(time.Second).String(), "error", err.Error())
+		return seen, nil
+	}
+	return nil, err
+}
+
+// reload reads the store now, whatever the cache holds, and returns the
+// values read.
+func (ks *keySet) reload(ctx context.Context) ([]string, error) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return ks.load(ctx)
+}
+
+// load reads every slot's newest version, creating missing secrets, and
+// publishes a new snapshot. ks.mu must be held.
+func (ks *keySet) load(ctx context.Context) ([]string, error) {
+	vals := make([]string, len(ks.slots))
+	var set apikey.Set
+	for i, sl := range ks.slots {
+		v, err := ks.readOrCreate(ctx, sl)
+		if err != nil {
+			return nil, err
+		}
+		vals[i] = v
+		set = set.Add(sl.label, v)
+	}
+	ks.snap.Store(&snapshot{set: set, loaded: ks.ring.opts.Now()})
+	return vals, nil
+}
+
+func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (string, error) {
+	store := ks.ring.store
+	sec, err := store.GetSecret(ctx, sl.secret, "")
+	switch secretstore.Code(err) {
+	case secretstore.Unknown:
+		if err == nil {
+			return sec.Value, nil
+		}
+	case secretstore.NotFound:
+		v, gerr := apikey.Generate()
+		if gerr != nil {
+			return "", gerr
+		}
+		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: v, Enabled: true, Tags: sl.tags}); err != nil {
+			return "", fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
+		}
+		ks.ring.opts.Logger.Info("key_created", "secret", sl.secret)
+		// Another instance may have created it at the same moment: the
+		// newest version is the one every instance converges on.
+		sec, err = store.GetSecret(ctx, sl.secret, "")
+		if err == nil {
+			return sec.Value, nil
+		}
+	case secretstore.Disabled:
+		return "", fmt.Errorf("%w: %s", ErrDisabled, sl.secret)
+	}
+	return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
