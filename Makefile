@@ -1,0 +1,77 @@
+# modelauth: see README.md. Prerequisites: Go (the version in go.mod) and make.
+
+GO        ?= go
+BIN       := build/bin
+APP       ?= build/app
+# The staged handler is the Linux binary Azure runs; `make run` stages one
+# for this machine instead.
+HANDLER_GOOS   ?= linux
+HANDLER_GOARCH ?= amd64
+DATA_DIR  ?= $(CURDIR)/.modelauth
+PORT      ?= 7071
+FUZZTIME  ?= 5s
+LONGFUZZ  ?= 2m
+# Fuzz targets: package:Target.
+FUZZ_TARGETS := \
+	./shared/bearer:FuzzParseValue \
+	./shared/azfunc:FuzzDecodeInvokeRequest \
+	./shared/azfunc:FuzzTime
+
+.PHONY: build stage run admin-key test fuzz-short fuzz bench lint clean
+
+build:
+	$(GO) build ./...
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/funchost ./cmd/funchost
+	$(GO) build -o $(BIN)/demomodel ./cmd/demomodel
+	$(GO) build -o $(BIN)/secretctl ./cmd/secretctl
+
+# A runnable function app: host.json, one folder per function with its
+# function.json, the handler binary, the service configuration and the
+# local settings.
+stage:
+	@rm -rf $(APP) && mkdir -p $(APP)
+	cp host.json modelauth.json $(APP)/
+	@for f in functions/*/function.json; do \
+		d=$(APP)/$$(basename $$(dirname $$f)); mkdir -p $$d && cp $$f $$d/; done
+	@if [ -f local.settings.json ]; then cp local.settings.json $(APP)/; \
+		else cp local.settings.example.json $(APP)/local.settings.json; fi
+	CGO_ENABLED=0 GOOS=$(HANDLER_GOOS) GOARCH=$(HANDLER_GOARCH) $(GO) build -trimpath -o $(APP)/handler ./cmd/handler
+	@echo "staged the function app in $(APP)"
+
+# Serve the app on http://localhost:$(PORT) with the embedded store in
+# $(DATA_DIR), and the demo scoring model on 127.0.0.1:5001.
+run: build
+	@$(MAKE) --no-print-directory stage HANDLER_GOOS=$$($(GO) env GOOS) HANDLER_GOARCH=$$($(GO) env GOARCH)
+	@echo "Read the administrator key with: make -s admin-key"
+	@$(BIN)/demomodel --addr 127.0.0.1:5001 & demo=$$!; \
+		trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+		MODELAUTH_DATA_DIR=$(DATA_DIR) $(BIN)/funchost --app $(APP) --port $(PORT)
+
+# Print the administrator key of the local store (and nothing else).
+admin-key:
+	@MODELAUTH_DATA_DIR=$(DATA_DIR) $(GO) run ./cmd/secretctl get admin-key
+
+test: lint
+	$(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz-short
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(LONGFUZZ)
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
+	$(GO) run ./cmd/benchvalidate
+
+lint:
+	@out=$$(gofmt -l shared functions cmd); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf build

@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/secretstore/filestore"
+)
+
+// This end-to-end test stages the app with `make stage`, starts the local
+// host (cmd/funchost) as a subprocess on a free port, and drives every
+// key-auth feature over real HTTP, as a user or a gateway would.
+
+// syncBuffer collects a subprocess's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "host.json")); err != nil {
+		t.Fatalf("repository root not found: %v", err)
+	}
+	return root
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+type app struct {
+	url      string
+	dataDir  string
+	logs     *syncBuffer
+	adminKey string
+	client   *http.Client
+}
+
+// startApp stages the function app into a temporary folder with the given
+// service configuration and starts the local host on it.
+func startApp(t *testing.T, services string, settings map[string]string) *app {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	appDir := filepath.Join(tmp, "app")
+	run(t, root, nil, "make", "--no-print-directory", "stage", "APP="+appDir,
+		"HANDLER_GOOS="+runtime.GOOS, "HANDLER_GOARCH="+runtime.GOARCH)
+	host := filepath.Join(tmp, "funchost")
+	run(t, root, nil, "go", "build", "-o", host, "./cmd/funchost")
+
+	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(services), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(tmp, "data")
+	values := map[string]string{
+		"FUNCTIONS_WORKER_RUNTIME": "custom",
+		"MODELAUTH_DATA_DIR":       dataDir,
+		"KEY_CACHE_TTL":            "30s",
+		"LOG_LEVEL":                "debug",
+	}
+	for k, v := range settings {
+		values[k] = v
+	}
+	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
+	if err := os.WriteFile(filepath.Join(appDir, "local.settings.json"), ls, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	pr, pw := io.Pipe()
+	cmd := exec.Command(host, "--app", appDir, "--port", "0")
+	cmd.Env = os.Environ()
+	cmd.Stdout = io.MultiWriter(logs, pw)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	urlc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`modelauth local host listening on (http://127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				urlc <- m[1]
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		pw.Close()
+		if t.Failed() {
+			t.Logf("local host output:\n%s", logs.String())
+		}
+	})
+	a := &app{dataDir: dataDir, logs: logs, client: &http.Client{
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	select {
+	case a.url = <-urlc:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the local host printed no URL:\n%s", logs.String())
+	}
+	store, err := filestore.Open(dataDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sec, err := store.GetSecret(context.Background(), "admin-key", "")
+	if err != nil {
+		t.Fatalf("reading the administrator key from the store: %v", err)
+	}
+	a.adminKey = sec.Value
+	return a
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+}
+
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	r.json(t, &e)
+	if e.Error.Message == "" {
+		t.Fatalf("error body without a message: %s", r.body)
+	}
+	return e.Error.Code
+}
+
+func (a *app) do(t *testing.T, method, path, auth string, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+type keysBody struct {
+	PrimaryKey, SecondaryKey, ActiveKeyType string
+}
+
+func TestEndToEndKeyAuth(t *testing.T) {
+	type seen struct {
+		path   string
+		header http.Header
+		body   string
+	}
+	var (
+		mu       sync.Mutex
+		upstream []seen
+	)
+	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		upstream = append(upstream, seen{r.URL.RequestURI(), r.Header.Clone(), string(b)})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"prediction":[1],"path":%q}`, r.URL.Path)
+	}))
+	defer model.Close()
+
+	a := startApp(t, `{"services":[
+		{"name":"iris","authMode":"key","scoringUri":"`+model.URL+`/score"},
+		{"name":"open","authMode":"none"},
+		{"name":"tok","authMode":"token"}
+	]}`, nil)
+	admin := "Bearer " + a.adminKey
+	issued := []string{a.adminKey}
+
+	// get_keys: only for the administrator.
+	r := a.do(t, "GET", "/api/services/iris/keys", "", "")
+	if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer realm="modelauth"` {
+		t.Fatalf("get_keys without credentials = %d %q; want 401 with a bare challenge", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	r = a.do(t, "GET", "/api/services/iris/keys", "Bearer wrong-admin-key-wrong-admin-key-000", "")
+	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("get_keys with a wrong key = %d %q; want 401 invalid_token", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	r = a.do(t, "GET", "/api/services/iris/keys", admin, "")
+	if r.status != 200 {
+		t.Fatalf("get_keys = %d %s", r.status, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("get_keys Cache-Control = %q; want no-store", cc)
+	}
+	var keys keysBody
+	r.json(t, &keys)
+	if len(keys.PrimaryKey) != 43 || len(keys.SecondaryKey) != 43 || keys.PrimaryKey == keys.SecondaryKey || keys.ActiveKeyType != "Primary" {
+		t.Fatalf("get_keys body = %+v", keys)
+	}
+	issued = append(issued, keys.PrimaryKey, keys.SecondaryKey)
+	// The same keys on a second read.
+	var again keysBody
+	a.do(t, "GET", "/api/services/iris/keys", admin, "").json(t, &again)
+	if again != keys {
+		t.Fatalf("second get_keys = %+v; want %+v", again, keys)
+	}
+
+	// get_keys refusals.
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/api/services/nosuch/keys", 404, "NotFound"},
+		{"GET", "/api/services/open/keys", 409, "Conflict"},
+		{"GET", "/api/services/tok/keys", 409, "Conflict"},
+		{"GET", "/api/services/iris/keys/regenerate", 405, "MethodNotAllowed"},
+		{"POST", "/api/services/iris/keys/frobnicate", 404, "NotFound"},
+	} {
+		r := a.do(t, tt.method, tt.path, admin, "")
+		if r.status != tt.status || r.errorCode(t) != tt.code {
+			t.Errorf("%s %s = %d %s; want %d %s", tt.method, tt.path, r.status, r.body, tt.status, tt.code)
+		}
+	}
+
+	// validate.
+	validate := func(path, auth string) response { return a.do(t, "GET", path, auth, "") }
+	for _, tt := range []struct {
+		name, path, auth string
+		status           int
+		keyType          string
+		challenge        string
+	}{
+		{"primary", "/api/services/iris/validate", "Bearer " + keys.PrimaryKey, 200, "Primary", ""},
+		{"secondary", "/api/services/iris/validate", "Bearer " + keys.SecondaryKey, 200, "Secondary", ""},
+		{"envoy tail", "/api/services/iris/validate/v1/models/iris:predict?x=1", "Bearer " + keys.PrimaryKey, 200, "Primary", ""},
+		{"wrong key", "/api/services/iris/validate", "Bearer " + strings.Repeat("x", 43), 401, "", `Bearer realm="iris", error="invalid_token"`},
+		{"jwt for a key service", "/api/services/iris/validate", "Bearer a.b.c", 401, "", `error="invalid_token"`},
+		{"no header", "/api/services/iris/validate", "", 401, "", `Bearer realm="iris"`},
+		{"other scheme", "/api/services/iris/validate", "Basic dXNlcjpwYXNz", 401, "", `Bearer realm="iris"`},
+		{"malformed", "/api/services/iris/validate", "Bearer a b", 400, "", `error="invalid_request"`},
+		{"unknown service", "/api/services/nosuch/validate", "Bearer " + keys.PrimaryKey, 404, "", ""},
+		{"other service's key", "/api/services/tok/validate", "Bearer " + keys.PrimaryKey, 401, "", `error="invalid_token"`},
+		{"mode none", "/api/services/open/validate/anything", "", 200, "", ""},
+	} {
+		t.Run("validate "+tt.name, func(t *testing.T) {
+			r := validate(tt.path, tt.auth)
+			if r.status != tt.status {
+				t.Fatalf("status = %d %s; want %d", r.status, r.body, tt.status)
+			}
+			ch := r.header.Get("WWW-Authenticate")
+			if tt.challenge != "" && !strings.HasPrefix(ch, tt.challenge) && !strings.Contains(ch, tt.challenge) {
+				t.Errorf("WWW-Authenticate = %q; want %q", ch, tt.challenge)
+			}
+			if tt.name == "no header" || tt.name == "other scheme" {
+				if strings.Contains(ch, "error=") {
+					t.Errorf("challenge for missing credentials has an error: %q", ch)
+				}
+			}
+			if tt.status != 200 {
+				r.errorCode(t)
+				if r.header.Get("X-ModelAuth-Service") != "" {
+					t.Errorf("failure carries identity headers")
+				}
+				return
+			}
+			var id struct{ Service, Subject, AuthType, KeyType string }
+			r.json(t, &id)
+			if got := r.header.Get("X-ModelAuth-Key-Type"); got != tt.keyType || id.KeyType != tt.keyType {
+				t.Errorf("key type = header %q body %q; want %q", got, id.KeyType, tt.keyType)
+			}
+			if r.header.Get("X-ModelAuth-Service") != id.Service || id.Service == "" {
+				t.Errorf("service header %q, body %q", r.header.Get("X-ModelAuth-Service"), id.Service)
+			}
+			if r.header.Get("X-ModelAuth-Auth-Type") != id.AuthType || r.header.Get("X-ModelAuth-Subject") != id.Subject {
+				t.Errorf("identity headers %v do not match body %+v", r.header, id)
+			}
+		})
+	}
+	// POST and other methods validate too.
+	if r := a.do(t, "POST", "/api/services/iris/validate", "Bearer "+keys.SecondaryKey, `{"x":1}`); r.status != 200 {
+		t.Errorf("POST validate = %d", r.status)
+	}
+
+	// regen_key Primary: the old Primary stops working at once, the new
+	// one works, Secondary is untouched.
+	r = a.do(t, "POST", "/api/services/iris/keys/regenerate", "", `{"keyType":"Primary"}`)
+	if r.status != 401 {
+		t.Fatalf("regen without credentials = %d", r.status)
+	}
+	r = a.do(t, "POST", "/api/services/iris/keys/regenerate", admin, `{"keyType":"Primary"}`)
+	if r.status != 200 || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("regen = %d %v %s", r.status, r.header, r.body)
+	}
+	var regen keysBody
+	r.json(t, &regen)
+	if regen.PrimaryKey == keys.PrimaryKey || len(regen.PrimaryKey) != 43 || regen.SecondaryKey != keys.SecondaryKey {
+		t.Fatalf("after regen Primary: %+v (before %+v)", regen, keys)
+	}
+	issued = append(issued, regen.PrimaryKey)
+	if r := validate("/api/services/iris/validate", "Bearer "+keys.PrimaryKey); r.status != 401 {
+		t.Errorf("old Primary after regen = %d; want 401", r.status)
+	}
+	if r := validate("/api/services/iris/validate", "Bearer "+regen.PrimaryKey); r.status != 200 {
+		t.Errorf("new Primary = %d; want 200", r.status)
+	}
+	if r := validate("/api/services/iris/validate", "Bearer "+keys.SecondaryKey); r.status != 200 {
+		t.Errorf("Secondary after regen of Primary = %d; want 200", r.status)
+	}
+	// A user-supplied Secondary.
+	mine := "user-supplied-secondary-key_0123456789"
+	r = a.do(t, "POST", "/api/services/iris/keys/regenerate", admin, `{"keyType":"secondary","keyValue":"`+mine+`"}`)
+	if r.status != 200 {
+		t.Fatalf("regen Secondary with a value = %d %s", r.status, r.body)
+	}
+	issued = append(issued, mine)
+	if r := validate("/api/services/iris/validate", "Bearer "+mine); r.status != 200 || r.header.Get("X-ModelAuth-Key-Type") != "Secondary" {
+		t.Errorf("user-supplied Secondary = %d %q", r.status, r.header.Get("X-ModelAuth-Key-Type"))
+	}
+	// Bad regen bodies.
+	for _, body := range []string{``, `{`, `{"keyType":"Tertiary"}`, `{"keyType":"Primary","keyValue":"short"}`,
+		`{"keyType":"Primary","keyValue":"has.a.dot.in.it.aaaaaaaaaaaaaaaaaaaaaaaaaaaa"}`, `{"keyType":"Primary","extra":1}`} {
+		if r := a.do(t, "POST", "/api/services/iris/keys/regenerate", admin, body); r.status != 400 || r.errorCode(t) != "BadRequest" {
+			t.Errorf("regen with %q = %d %s; want 400", body, r.status, r.body)
+		}
+	}
+
+	// score: reaches the upstream only when authorized, with neither the
+	// key nor a client-sent X-ModelAuth-* header.
+	r = a.do(t, "POST", "/api/services/iris/score", "Bearer "+keys.SecondaryKey, `{"data":[[1]]}`)
+	if r.status != 401 {
+		t.Fatalf("score with the replaced Secondary = %d; want 401", r.status)
+	}
+	r = a.do(t, "POST", "/api/services/iris/score", "", `{"data":[[1]]}`)
+	if r.status != 401 {
+		t.Fatalf("score without a key = %d; want 401", r.status)
+	}
+	mu.Lock()
+	if len(upstream) != 0 {
+		t.Fatalf("the upstream was called for unauthorized requests: %+v", upstream)
+	}
+	mu.Unlock()
+	r = a.do(t, "POST", "/api/services/iris/score/v2/predict?debug=1", "Bearer "+regen.PrimaryKey, `{"data":[[1,2]]}`,
+		"X-ModelAuth-Subject", "forged", "X-Modelauth-Evil", "1", "x-functions-key", "fk")
+	if r.status != 200 || !strings.Contains(string(r.body), `"prediction"`) {
+		t.Fatalf("score = %d %s", r.status, r.body)
+	}
+	mu.Lock()
+	if len(upstream) != 1 {
+		t.Fatalf("upstream calls = %d; want 1", len(upstream))
+	}
+	got := upstream[0]
+	mu.Unlock()
+	if got.path != "/score/v2/predict?debug=1" || got.body != `{"data":[[1,2]]}` {
+		t.Errorf("upstream got %q %q", got.path, got.body)
+	}
+	if got.header.Get("Authorization") != "" || got.header.Get("X-Functions-Key") != "" || got.header.Get("X-Modelauth-Evil") != "" {
+		t.Errorf("upstream saw credentials or forged headers: %v", got.header)
+	}
+	if got.header.Get("X-ModelAuth-Subject") != "key:Primary" || got.header.Get("X-ModelAuth-Service") != "iris" ||
+		got.header.Get("X-ModelAuth-Key-Type") != "Primary" || len(got.header.Values("X-ModelAuth-Subject")) != 1 {
+		t.Errorf("upstream identity headers: %v", got.header)
+	}
+	for _, k := range issued {
+		for name, vals := range got.header {
+			if strings.Contains(strings.Join(vals, " "), k) {
+				t.Errorf("upstream header %s carries a key", name)
+			}
+		}
+	}
+	// A service without a scoringUri.
+	if r := a.do(t, "POST", "/api/services/open/score", "", `{}`); r.status != 404 {
+		t.Errorf("score without scoringUri = %d", r.status)
+	}
+
+	// The logs hold audit events and none of the keys issued in this run.
+	logs := a.logs.String()
+	for _, want := range []string{`"event":"get_keys"`, `"event":"regen_key"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	for _, k := range issued {
+		if strings.Contains(logs, k) {
+			t.Errorf("a key issued in this run appears in the logs")
+		}
+	}
+}

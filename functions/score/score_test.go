@@ -1,0 +1,166 @@
+package score
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/authn"
+	"github.com/modelauth/modelauth/shared/config"
+)
+
+// newFunction serves one open (auth mode none) service whose scoringUri is
+// upstream, through a real mux as the handler registers it.
+func newFunction(t *testing.T, upstream string, opts *Options, log *slog.Logger) http.Handler {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`{"services":[{"name":"m","authMode":"none","scoringUri":"` + upstream + `"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(&authn.Services{Config: cfg}, log, opts)
+	mux := http.NewServeMux()
+	mux.Handle("/api/services/{service}/score", f)
+	mux.Handle("/api/services/{service}/score/{rest...}", f)
+	return mux
+}
+
+func serve(h http.Handler, method, path, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestUpstreamFailuresLeakNothing(t *testing.T) {
+	secretish := "internal-host-detail-xyz"
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		opts    *Options
+		body    string
+		status  int
+	}{
+		{"redirect", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://"+secretish+"/elsewhere", http.StatusFound)
+		}, nil, "", http.StatusBadGateway},
+		{"timeout", func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(2 * time.Second)
+		}, &Options{Timeout: 100 * time.Millisecond}, "", http.StatusGatewayTimeout},
+		{"declared response too large", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.Write(bytes.Repeat([]byte("a"), 100))
+		}, &Options{MaxBodyBytes: 10}, "", http.StatusBadGateway},
+		{"request too large", func(w http.ResponseWriter, r *http.Request) {
+			t.Error("the upstream was called for a request over the cap")
+		}, &Options{MaxBodyBytes: 10}, strings.Repeat("b", 11), http.StatusRequestEntityTooLarge},
+		{"connection reset", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		}, nil, "", http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := httptest.NewServer(tt.handler)
+			defer up.Close()
+			var logs bytes.Buffer
+			h := newFunction(t, up.URL+"/"+secretish, tt.opts, slog.New(slog.NewJSONHandler(&logs, nil)))
+			rec := serve(h, "POST", "/api/services/m/score", tt.body)
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d %s; want %d", rec.Code, rec.Body, tt.status)
+			}
+			all := fmt.Sprint(rec.Header()) + rec.Body.String()
+			if strings.Contains(all, secretish) || strings.Contains(all, up.URL) {
+				t.Errorf("the response leaks the upstream: %s", all)
+			}
+			if !strings.Contains(rec.Body.String(), `"error":{"code"`) {
+				t.Errorf("body %s is not an error document", rec.Body)
+			}
+		})
+	}
+}
+
+func TestChunkedRequestOverCap(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+	}))
+	defer up.Close()
+	h := newFunction(t, up.URL, &Options{MaxBodyBytes: 10}, nil)
+	req := httptest.NewRequest("POST", "/api/services/m/score", io.MultiReader(strings.NewReader(strings.Repeat("c", 50))))
+	req.ContentLength = -1
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge && rec.Code != http.StatusBadGateway {
+		t.Fatalf("status = %d; want 413 (or 502)", rec.Code)
+	}
+}
+
+func TestStreamedResponseOverCapIsCut(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < 10; i++ {
+			w.Write(bytes.Repeat([]byte("d"), 10))
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer up.Close()
+	h := newFunction(t, up.URL, &Options{MaxBodyBytes: 25}, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/api/services/m/score", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && len(b) > 25 {
+		t.Fatalf("read %d bytes past a cap of 25 without an error", len(b))
+	}
+	if len(b) > 25 {
+		t.Fatalf("read %d bytes; cap is 25", len(b))
+	}
+}
+
+func TestExactCapPasses(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.(http.Flusher).Flush() // no Content-Length: streamed
+		w.Write(bytes.Repeat([]byte("e"), 25))
+	}))
+	defer up.Close()
+	srv := httptest.NewServer(newFunction(t, up.URL, &Options{MaxBodyBytes: 25}, nil))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/api/services/m/score", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(b) != 25 || resp.StatusCode != 200 {
+		t.Fatalf("status %d, %d bytes, err %v; want 200, 25 bytes", resp.StatusCode, len(b), err)
+	}
+}
+
+func TestPathJoinAndQuery(t *testing.T) {
+	tests := []struct{ base, path, want string }{
+		{"/score", "/api/services/m/score", "/score"},
+		{"/score", "/api/services/m/score/v1/x?a=1&b=2", "/score/v1/x?a=1&b=2"},
+		{"/", "/api/services/m/score/x", "/x"},
+		{"", "/api/services/m/score/x%2Fy", "/x/y"},
+	}
+	for _, tt := range tests {
+		var got string
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL.RequestURI() }))
+		h := newFunction(t, up.URL+tt.base, nil, nil)
+		if rec := serve(h, "GET", tt.path, ""); rec.Code != 200 {
+			t.Errorf("%s: status %d", tt.path, rec.Code)
+		}
+		up.Close()
+		if got != tt.want {
+			t.Errorf("base %q, request %q: upstream got %q; want %q", tt.base, tt.path, got, tt.want)
+		}
+	}
+}
