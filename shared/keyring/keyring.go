@@ -220,9 +220,10 @@ type keySet struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu          sync.Mutex // serialises store reads; guards the fields below
-	lastAttempt time.Time  // of the last store read
-	lastErr     error      // of the last store read
+	mu       sync.Mutex // serialises store reads; guards the fields below
+	lastMiss time.Time  // of the last store read caused by an unknown key
+	lastFail time.Time  // of the last failed store read
+	lastErr  error      // of the last store read
 }
 
 type snapshot struct {
@@ -265,16 +266,17 @@ func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snap
 	if cur := ks.snap.Load(); cur != seen && cur != nil {
 		return cur, nil // read meanwhile by someone else
 	}
-	recent := now.Sub(ks.lastAttempt) < o.RefreshMinInterval
-	if miss && recent && seen != nil {
-		return seen, nil
+	if miss {
+		if seen != nil && now.Sub(ks.lastMiss) < o.RefreshMinInterval {
+			return seen, nil
+		}
+		ks.lastMiss = now
 	}
-	if recent && ks.lastErr != nil {
+	if ks.lastErr != nil && now.Sub(ks.lastFail) < o.RefreshMinInterval {
 		return ks.serveStale(seen, now, ks.lastErr)
 	}
-	ks.lastAttempt = now
 	if _, err := ks.load(ctx); err != nil {
-		ks.lastErr = err
+		ks.lastErr, ks.lastFail = err, now
 		return ks.serveStale(seen, now, err)
 	}
 	ks.lastErr = nil
@@ -292,21 +294,35 @@ func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapsho
 }
 
 // reload reads the store now, whatever the cache holds, and returns the
-// values read.
+// values read. A slot whose newest version is disabled gives ErrDisabled,
+// after the cache was refreshed without it.
 func (ks *keySet) reload(ctx context.Context) ([]string, error) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	return ks.load(ctx)
+	vals, err := ks.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range vals {
+		if v == "" {
+			return nil, fmt.Errorf("%w: %s", ErrDisabled, ks.slots[i].secret)
+		}
+	}
+	return vals, nil
 }
 
 // load reads every slot's newest version, creating missing secrets, and
-// publishes a new snapshot. ks.mu must be held.
+// publishes a new snapshot. A slot whose newest version is disabled gets
+// the value "" and accepts nothing. ks.mu must be held.
 func (ks *keySet) load(ctx context.Context) ([]string, error) {
 	vals := make([]string, len(ks.slots))
 	var set apikey.Set
 	for i, sl := range ks.slots {
 		v, err := ks.readOrCreate(ctx, sl)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrDisabled):
+			continue
+		case err != nil:
 			return nil, err
 		}
 		vals[i] = v

@@ -1,0 +1,353 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
+)
+
+// memDriver is a minimal in-memory driver with switchable failures, enough
+// for the ring: newest-version reads and writes.
+type memDriver struct {
+	mu       sync.Mutex
+	versions map[string][]driver.Secret
+	gets     atomic.Int64
+	down     atomic.Bool
+	disabled map[string]bool
+}
+
+var errDown = errors.New("store down")
+
+func newMem() *memDriver {
+	return &memDriver{versions: map[string][]driver.Secret{}, disabled: map[string]bool{}}
+}
+
+func (m *memDriver) SetSecret(_ context.Context, name string, p driver.SetParams) (driver.Properties, error) {
+	if m.down.Load() {
+		return driver.Properties{}, errDown
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := driver.Secret{Value: p.Value, Properties: driver.Properties{Name: name, Version: fmt.Sprint(len(m.versions[name])), Enabled: true, Tags: p.Tags}}
+	m.versions[name] = append(m.versions[name], s)
+	return s.Properties, nil
+}
+
+func (m *memDriver) GetSecret(_ context.Context, name, version string) (driver.Secret, error) {
+	m.gets.Add(1)
+	if m.down.Load() {
+		return driver.Secret{}, errDown
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vs := m.versions[name]
+	if len(vs) == 0 {
+		return driver.Secret{}, errNotFound
+	}
+	if m.disabled[name] {
+		return driver.Secret{}, errDisabled
+	}
+	return vs[len(vs)-1], nil
+}
+
+var (
+	errNotFound = errors.New("not found")
+	errDisabled = errors.New("disabled")
+)
+
+func (m *memDriver) ListVersions(context.Context, string) ([]driver.Properties, error) {
+	return nil, errors.New("not used")
+}
+
+func (m *memDriver) UpdateProperties(context.Context, string, string, driver.Update) (driver.Properties, error) {
+	return driver.Properties{}, errors.New("not used")
+}
+
+func (m *memDriver) ErrorCode(err error) driver.ErrorCode {
+	switch {
+	case errors.Is(err, errNotFound):
+		return driver.NotFound
+	case errors.Is(err, errDisabled):
+		return driver.Disabled
+	case errors.Is(err, errDown):
+		return driver.Unavailable
+	}
+	return driver.Unknown
+}
+
+func (m *memDriver) Close() error { return nil }
+
+func (m *memDriver) newest(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vs := m.versions[name]
+	return vs[len(vs)-1].Value
+}
+
+// clock is a fake clock that tests advance by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newRing(m *memDriver, c *clock) *Ring {
+	return New(secretstore.New(m), []string{"iris", "other"}, &Options{
+		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
+	})
+}
+
+var ctx = context.Background()
+
+func TestCreatesKeysOnFirstNeed(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	keys, err := r.Get(ctx, "iris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.PrimaryKey == "" || keys.SecondaryKey == "" || keys.PrimaryKey == keys.SecondaryKey || keys.ActiveKeyType != Primary {
+		t.Fatalf("Get = %+v", keys)
+	}
+	if got := m.newest("svc-iris-primary"); got != keys.PrimaryKey {
+		t.Errorf("store holds a different Primary")
+	}
+	if tags := m.versions["svc-iris-primary"][0].Tags; tags["managed-by"] != "modelauth" || tags["service"] != "iris" || tags["kind"] != "service-key" {
+		t.Errorf("tags = %v", tags)
+	}
+	// A second ring (another instance) sees the same keys and creates none.
+	r2 := newRing(m, c)
+	keys2, err := r2.Get(ctx, "iris")
+	if err != nil || keys2 != keys {
+		t.Fatalf("second instance Get = %+v, %v; want %+v", keys2, err, keys)
+	}
+	if n := len(m.versions["svc-iris-primary"]); n != 1 {
+		t.Errorf("%d versions of the Primary; want 1", n)
+	}
+	for kt, k := range map[KeyType]string{Primary: keys.PrimaryKey, Secondary: keys.SecondaryKey} {
+		got, err := r2.Validate(ctx, "iris", k)
+		if err != nil || got != kt {
+			t.Errorf("Validate(%s) = %q, %v", kt, got, err)
+		}
+	}
+	if _, err := r.Validate(ctx, "other", keys.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("iris's key for another service: %v; want ErrNoMatch", err)
+	}
+	if _, err := r.Validate(ctx, "nosuch", keys.PrimaryKey); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("unknown service: %v", err)
+	}
+	if err := r.ValidateAdmin(ctx, keys.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("a service key as admin key: %v; want ErrNoMatch", err)
+	}
+}
+
+func TestConcurrentCreationConverges(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	rings := make([]*Ring, 8)
+	for i := range rings {
+		rings[i] = newRing(m, c)
+	}
+	var wg sync.WaitGroup
+	for _, r := range rings {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.Get(ctx, "iris"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// Whatever raced, a read now gives every instance the newest keys.
+	want := Keys{PrimaryKey: m.newest("svc-iris-primary"), SecondaryKey: m.newest("svc-iris-secondary"), ActiveKeyType: Primary}
+	for i, r := range rings {
+		got, err := r.Get(ctx, "iris")
+		if err != nil || got != want {
+			t.Errorf("ring %d: %+v, %v", i, got, err)
+		}
+	}
+}
+
+func TestRegenerateRevokes(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	a, b := newRing(m, c), newRing(m, c) // two instances
+	before, _ := a.Get(ctx, "iris")
+	if _, err := b.Validate(ctx, "iris", before.PrimaryKey); err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.Regenerate(ctx, "iris", Primary, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PrimaryKey == before.PrimaryKey || after.SecondaryKey != before.SecondaryKey {
+		t.Fatalf("Regenerate = %+v; before %+v", after, before)
+	}
+	// At once on the instance that did it.
+	if _, err := a.Validate(ctx, "iris", before.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("old Primary on the regenerating instance: %v; want ErrNoMatch", err)
+	}
+	// The new key works at once everywhere (refresh on an unknown key).
+	if kt, err := b.Validate(ctx, "iris", after.PrimaryKey); err != nil || kt != Primary {
+		t.Errorf("new Primary on the other instance: %q, %v", kt, err)
+	}
+	// And since b just re-read, the old one is refused there too.
+	if _, err := b.Validate(ctx, "iris", before.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("old Primary on the other instance: %v", err)
+	}
+
+	// A third instance that cached the old key keeps it at most one TTL.
+	c3 := newRing(m, c)
+	c3.Validate(ctx, "iris", after.PrimaryKey)
+	again, _ := a.Regenerate(ctx, "iris", Primary, strings.Repeat("k", 40))
+	if again.PrimaryKey != strings.Repeat("k", 40) {
+		t.Fatalf("user-supplied value not used: %+v", again)
+	}
+	if _, err := c3.Validate(ctx, "iris", after.PrimaryKey); err != nil {
+		t.Errorf("within the TTL the cached key still works on another instance: %v", err)
+	}
+	c.Advance(30 * time.Second)
+	if _, err := c3.Validate(ctx, "iris", after.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("after the TTL the replaced key is refused: %v", err)
+	}
+	if _, err := a.Regenerate(ctx, "iris", Primary, "short"); err == nil {
+		t.Error("a malformed user-supplied key was accepted")
+	}
+}
+
+func TestUnknownKeyRefreshIsRateLimited(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	r.Get(ctx, "iris")
+	start := m.gets.Load()
+	for i := 0; i < 100; i++ {
+		r.Validate(ctx, "iris", fmt.Sprintf("guess-%d", i))
+	}
+	if n := m.gets.Load() - start; n > 2 { // one refresh reads two secrets
+		t.Fatalf("100 wrong keys within a second caused %d store reads; want at most 2", n)
+	}
+	c.Advance(time.Second)
+	r.Validate(ctx, "iris", "guess")
+	if n := m.gets.Load() - start; n != 4 {
+		t.Fatalf("after the interval: %d reads; want 4", n)
+	}
+	// Correct keys cost no store read while the cache is fresh.
+	keys, _ := r.Get(ctx, "iris")
+	mark := m.gets.Load()
+	for i := 0; i < 100; i++ {
+		if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.gets.Load() != mark {
+		t.Fatalf("valid keys read the store")
+	}
+}
+
+func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	keys, _ := r.Get(ctx, "iris")
+	m.down.Store(true)
+	c.Advance(31 * time.Second) // past the TTL
+	if kt, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil || kt != Primary {
+		t.Fatalf("during an outage within the staleness bound: %q, %v", kt, err)
+	}
+	if _, err := r.Validate(ctx, "iris", "wrong"); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("a wrong key during an outage: %v; want ErrNoMatch", err)
+	}
+	c.Advance(5 * time.Minute) // TTL + MaxStale passed
+	_, err := r.Validate(ctx, "iris", keys.PrimaryKey)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("past the staleness bound: %v; want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), keys.PrimaryKey) {
+		t.Fatal("error contains the key")
+	}
+	m.down.Store(false)
+	c.Advance(time.Second)
+	if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+	// A ring that never read the keys has nothing to serve.
+	m.down.Store(true)
+	if _, err := newRing(m, c).Validate(ctx, "iris", keys.PrimaryKey); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("cold ring during an outage: %v", err)
+	}
+	if _, err := newRing(m, c).Regenerate(ctx, "iris", Secondary, ""); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("regenerate during an outage: %v", err)
+	}
+}
+
+func TestDisabledNewestVersion(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	keys, _ := r.Get(ctx, "iris")
+	m.mu.Lock()
+	m.disabled["svc-iris-primary"] = true
+	m.mu.Unlock()
+	if _, err := r.Get(ctx, "iris"); !errors.Is(err, ErrDisabled) {
+		t.Fatalf("Get with a disabled newest version: %v", err)
+	}
+	c.Advance(time.Minute)
+	if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); err == nil {
+		t.Fatal("a key whose version was disabled still validates")
+	}
+}
+
+func TestAdminKey(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	if err := r.EnsureAdminKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin := m.newest(AdminKeySecret)
+	if err := r.EnsureAdminKey(ctx); err != nil || m.newest(AdminKeySecret) != admin {
+		t.Fatalf("EnsureAdminKey replaced the key: %v", err)
+	}
+	if err := r.ValidateAdmin(ctx, admin); err != nil {
+		t.Fatalf("ValidateAdmin: %v", err)
+	}
+	if err := r.ValidateAdmin(ctx, admin+"x"); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("wrong admin key: %v", err)
+	}
+	if _, err := r.Validate(ctx, "iris", admin); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("the admin key as a service key: %v", err)
+	}
+}
+
+func TestParseKeyType(t *testing.T) {
+	for in, want := range map[string]KeyType{"Primary": Primary, "primary": Primary, "SECONDARY": Secondary, "": "", "Tertiary": ""} {
+		got, ok := ParseKeyType(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("ParseKeyType(%q) = %q, %v", in, got, ok)
+		}
+	}
+}
+
+func BenchmarkValidate(b *testing.B) {
+	m := newMem()
+	r := New(secretstore.New(m), []string{"iris"}, nil)
+	keys, _ := r.Get(ctx, "iris")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.Validate(ctx, "iris", keys.SecondaryKey); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
