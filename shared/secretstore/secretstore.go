@@ -141,6 +141,11 @@ func (s *Store) SetSecret(ctx context.Context, name string, p SetParams) (Proper
 	if len(p.Value) > MaxValueBytes {
 		return Properties{}, argError(op, name, fmt.Sprintf("value is %d bytes, more than %d", len(p.Value), MaxValueBytes))
 	}
+	if !utf8.ValidString(p.Value) {
+		// Key Vault carries values as JSON strings: invalid UTF-8 would not
+		// survive it.
+		return Properties{}, argError(op, name, "value is not valid UTF-8")
+	}
 	if err := checkTags(p.Tags); err != nil {
 		return Properties{}, argError(op, name, err.Error())
 	}
