@@ -15,7 +15,9 @@ LONGFUZZ  ?= 2m
 FUZZ_TARGETS := \
 	./shared/bearer:FuzzParseValue \
 	./shared/azfunc:FuzzDecodeInvokeRequest \
-	./shared/azfunc:FuzzTime
+	./shared/azfunc:FuzzTime \
+	./shared/secretstore/filestore:FuzzValueRoundTrip \
+	./shared/secretstore/filestore:FuzzDecodeRecord
 
 .PHONY: build stage run admin-key test fuzz-short fuzz bench lint clean
 

@@ -1,0 +1,175 @@
+package functions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/modelauth/modelauth/shared/config"
+)
+
+type binding struct {
+	Type      string   `json:"type"`
+	Direction string   `json:"direction"`
+	Name      string   `json:"name"`
+	AuthLevel string   `json:"authLevel"`
+	Methods   []string `json:"methods"`
+	Route     string   `json:"route"`
+}
+
+func readFunctions(t *testing.T) map[string][]binding {
+	t.Helper()
+	paths, err := filepath.Glob("*/function.json")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no function.json found: %v", err)
+	}
+	fns := map[string][]binding{}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Bindings []binding `json:"bindings"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		fns[filepath.Dir(p)] = doc.Bindings
+	}
+	return fns
+}
+
+func newTestApp(t *testing.T, services string) *App {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "modelauth.json")
+	os.WriteFile(cfgPath, []byte(services), 0o600)
+	s := config.DefaultSettings()
+	s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
+	a, err := NewApp(context.Background(), s, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// TestFunctionJSONMatchesRoutes checks every function folder against what
+// the handler serves: anonymous, forwarding-eligible, and each route
+// template reaching a handler for each method.
+func TestFunctionJSONMatchesRoutes(t *testing.T) {
+	a := newTestApp(t, `{"services":[{"name":"svc","authMode":"none"}]}`)
+	h := a.Handler()
+	folderRE := regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+	for name, bs := range readFunctions(t) {
+		if !folderRE.MatchString(name) {
+			t.Errorf("function folder %q is not lower case", name)
+		}
+		var in, out []binding
+		for _, b := range bs {
+			if b.Direction == "in" {
+				in = append(in, b)
+			} else {
+				out = append(out, b)
+			}
+		}
+		if len(in) != 1 || len(out) != 1 || in[0].Type != "httpTrigger" || out[0].Type != "http" {
+			t.Errorf("%s: want exactly one httpTrigger in and one http out (forwarding), got %+v", name, bs)
+			continue
+		}
+		if in[0].AuthLevel != "anonymous" {
+			t.Errorf("%s: authLevel %q; want anonymous", name, in[0].AuthLevel)
+		}
+		methods := in[0].Methods
+		if len(methods) == 0 {
+			methods = []string{"get", "post", "put", "delete", "patch", "head", "options"}
+		}
+		// Fill the template: {x} and {x?} get a value, {*x} a two-segment tail.
+		path := "/api/" + regexp.MustCompile(`\{\*[^}]+\}|\{[^}]+\}`).ReplaceAllStringFunc(in[0].Route, func(p string) string {
+			switch {
+			case strings.HasPrefix(p, "{*"):
+				return "a/b"
+			case p == "{service}":
+				return "svc"
+			case p == "{action?}":
+				return "regenerate"
+			}
+			return "x"
+		})
+		for _, m := range methods {
+			req := httptest.NewRequest(strings.ToUpper(m), path, nil)
+			_, pattern := h.(*http.ServeMux).Handler(req)
+			if pattern == "" {
+				t.Errorf("%s: %s %s reaches no handler", name, m, path)
+			}
+		}
+	}
+}
+
+func TestReadinessProbe(t *testing.T) {
+	a := newTestApp(t, `{"services":[]}`)
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET / = %d", rec.Code)
+	}
+}
+
+func TestStoreFailureIs503(t *testing.T) {
+	a := newTestApp(t, `{"services":[{"name":"svc"}]}`)
+	h := a.Handler()
+	a.Store.Close() // every store call fails from now on
+	admin := "Bearer " + strings.Repeat("a", 43)
+	for _, tt := range []struct{ method, path, auth string }{
+		{"GET", "/api/services/svc/validate", "Bearer " + strings.Repeat("k", 43)},
+		{"POST", "/api/services/svc/score", "Bearer " + strings.Repeat("k", 43)},
+	} {
+		req := httptest.NewRequest(tt.method, tt.path, nil)
+		req.Header.Set("Authorization", tt.auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body, _ := io.ReadAll(rec.Body)
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"ServiceUnavailable"`) {
+			t.Errorf("%s %s with the store down = %d %s; want 503", tt.method, tt.path, rec.Code, body)
+		}
+		if strings.Contains(string(body), "secretstore") || strings.Contains(string(body), a.Settings.DataDir) {
+			t.Errorf("the 503 leaks the store's error: %s", body)
+		}
+	}
+	// The admin key was read at start, so the admin check passes from the
+	// cache with a wrong key refused, and get_keys itself is a 503.
+	req := httptest.NewRequest("GET", "/api/services/svc/keys", nil)
+	req.Header.Set("Authorization", admin)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("get_keys with a wrong admin key, store down = %d; want 401 from the cached admin key", rec.Code)
+	}
+}
+
+func TestRefusesBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "modelauth.json")
+	os.WriteFile(cfgPath, []byte(`{"services":[{"name":"x","authEnabled":true,"tokenAuthEnabled":true}]}`), 0o600)
+	s := config.DefaultSettings()
+	s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
+	_, err := NewApp(context.Background(), s, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), `service "x"`) {
+		t.Fatalf("NewApp = %v; want a refusal naming service x", err)
+	}
+	if _, err := os.Stat(s.DataDir); err == nil {
+		t.Errorf("a refused start created the store")
+	}
+}
