@@ -2,4 +2,4 @@ module github.com/modelauth/modelauth
 
 go 1.26
 
-require github.com/robfig/cron/v3 v3.0.1 // indirect
+require github.com/robfig/cron/v3 v3.0.1
