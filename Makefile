@@ -14,6 +14,7 @@ LONGFUZZ  ?= 2m
 # Fuzz targets: package:Target.
 FUZZ_TARGETS := \
 	./shared/bearer:FuzzParseValue \
+	./shared/authn:FuzzIdentityJSON \
 	./shared/azfunc:FuzzDecodeInvokeRequest \
 	./shared/azfunc:FuzzTime \
 	./shared/secretstore/filestore:FuzzValueRoundTrip \

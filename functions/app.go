@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/modelauth/modelauth/functions/keys"
@@ -75,7 +77,7 @@ func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", azfunc.Ready())
 
-	v := validate.Handler(services, a.Log)
+	v := &validate.Function{Services: services, Log: a.Log}
 	mux.Handle(RoutePrefix+"/services/{service}/validate", v)
 	mux.Handle(RoutePrefix+"/services/{service}/validate/{rest...}", v)
 
@@ -89,7 +91,44 @@ func (a *App) Handler() http.Handler {
 	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
-	return mux
+	return &router{mux: mux, validate: v}
+}
+
+// router sends the validate route, the hot path that every gateway call
+// takes, straight to its function, and every other request through the mux.
+// It takes only paths that the mux would route to validate as they are, so
+// both give the same answer; the mux's pattern matching costs about as much
+// as checking the key.
+type router struct {
+	mux      *http.ServeMux
+	validate *validate.Function
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if service, ok := validateRoute(r); ok {
+		rt.validate.Serve(w, r, service)
+		return
+	}
+	rt.mux.ServeHTTP(w, r)
+}
+
+// validateRoute returns the service of a request for
+// /api/services/{service}/validate/{*rest} whose path the mux would not
+// clean, unescape or redirect.
+func validateRoute(r *http.Request) (string, bool) {
+	const prefix = RoutePrefix + "/services/"
+	p := r.URL.Path
+	if r.Method == http.MethodConnect || r.URL.RawPath != "" || !strings.HasPrefix(p, prefix) {
+		return "", false
+	}
+	service, tail, found := strings.Cut(p[len(prefix):], "/")
+	if !found || service == "" || (tail != "validate" && !strings.HasPrefix(tail, "validate/")) {
+		return "", false
+	}
+	if c := path.Clean(p); c != p && c+"/" != p {
+		return "", false
+	}
+	return service, true
 }
 
 // Close releases the store.

@@ -51,7 +51,7 @@ func readFunctions(t *testing.T) map[string][]binding {
 	return fns
 }
 
-func newTestApp(t *testing.T, services string) *App {
+func newTestApp(t testing.TB, services string) *App {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "modelauth.json")
@@ -110,7 +110,7 @@ func TestFunctionJSONMatchesRoutes(t *testing.T) {
 		})
 		for _, m := range methods {
 			req := httptest.NewRequest(strings.ToUpper(m), path, nil)
-			_, pattern := h.(*http.ServeMux).Handler(req)
+			_, pattern := h.(*router).mux.Handler(req)
 			if pattern == "" {
 				t.Errorf("%s: %s %s reaches no handler", name, m, path)
 			}
@@ -216,6 +216,57 @@ func TestSettingsDocumented(t *testing.T) {
 	for n := range documented {
 		if !read[n] && !hostRead[n] {
 			t.Errorf("the README documents %s, which nothing reads", n)
+		}
+	}
+}
+
+// TestValidateFastPathAgreesWithMux: every path the fast path takes, the mux
+// routes to validate with the same service; the paths it leaves, the mux
+// handles.
+func TestValidateFastPathAgreesWithMux(t *testing.T) {
+	a := newTestApp(t, `{"services":[{"name":"svc","authMode":"none"}]}`)
+	rt := a.Handler().(*router)
+	tests := []struct {
+		method, target string
+		fast           bool
+	}{
+		{"GET", "/api/services/svc/validate", true},
+		{"POST", "/api/services/svc/validate/", true},
+		{"GET", "/api/services/svc/validate/v1/models/x:predict?a=b", true},
+		{"DELETE", "/api/services/other/validate/a/b/c/", true},
+		{"GET", "/api/services//validate", false},
+		{"GET", "/api/services/svc/validatex", false},
+		{"GET", "/api/services/svc/keys", false},
+		{"GET", "/api/services/svc/validate/../keys", false},
+		{"GET", "/api/services/svc/validate//x", false},
+		{"GET", "/api/services/svc/validate/./x", false},
+		{"GET", "/api/services/s%2Fv/validate", false},
+		{"GET", "/api/services/svc", false},
+		{"GET", "/api/services/", false},
+		{"GET", "/API/services/svc/validate", false},
+		{"CONNECT", "/api/services/svc/validate", false},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(tt.method, tt.target, nil)
+		service, fast := validateRoute(req)
+		if fast != tt.fast {
+			t.Errorf("%s %s: fast path %v; want %v", tt.method, tt.target, fast, tt.fast)
+		}
+		if !fast {
+			continue
+		}
+		_, pattern := rt.mux.Handler(req)
+		if !strings.Contains(pattern, "/validate") {
+			t.Errorf("%s: the mux routes it to %q", tt.target, pattern)
+			continue
+		}
+		// Let the mux set the path values, as it does when serving.
+		var muxService string
+		probe := http.NewServeMux()
+		probe.HandleFunc(pattern, func(_ http.ResponseWriter, r *http.Request) { muxService = r.PathValue("service") })
+		probe.ServeHTTP(httptest.NewRecorder(), req)
+		if muxService != service {
+			t.Errorf("%s: fast path service %q, mux %q", tt.target, service, muxService)
 		}
 	}
 }

@@ -15,16 +15,30 @@ import (
 	"github.com/modelauth/modelauth/shared/authn"
 )
 
-// Handler returns the validate function. log may be nil.
-func Handler(services *authn.Services, log *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		id, f := services.Authenticate(r.Context(), r.PathValue("service"), r)
-		if f != nil {
-			f.Write(w, log)
-			return
-		}
-		authn.SetHeaders(w.Header(), id)
-		apierror.WriteJSON(w, http.StatusOK, id)
-	})
+// Function serves the validate function.
+type Function struct {
+	Services *authn.Services
+	Log      *slog.Logger // may be nil
+}
+
+var _ http.Handler = (*Function)(nil)
+
+var noStore = []string{"no-store"}
+
+// ServeHTTP validates for the service in the route's {service}.
+func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.Serve(w, r, r.PathValue("service"))
+}
+
+// Serve validates r for service.
+func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string) {
+	w.Header()["Cache-Control"] = noStore[:1:1]
+	id, fail := f.Services.Authenticate(r.Context(), service, r)
+	if fail != nil {
+		fail.Write(w, f.Log)
+		return
+	}
+	authn.SetHeaders(w.Header(), id)
+	var buf [256]byte
+	apierror.WriteRawJSON(w, http.StatusOK, append(id.AppendJSON(buf[:0]), '\n'))
 }

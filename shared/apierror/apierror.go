@@ -129,8 +129,21 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		data = []byte(`{"error":{"code":"InternalError","message":"internal error"}}`)
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	WriteRawJSON(w, status, append(data, '\n'))
+}
+
+// Header values shared by every response; full slices, so that an append
+// to a response's header copies rather than changes them.
+var (
+	jsonType = []string{"application/json; charset=utf-8"}
+	nosniff  = []string{"nosniff"}
+)
+
+// WriteRawJSON writes body, which must be JSON, with status.
+func WriteRawJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonType[:1:1]
+	h["X-Content-Type-Options"] = nosniff[:1:1]
 	w.WriteHeader(status)
-	w.Write(append(data, '\n'))
+	w.Write(body)
 }

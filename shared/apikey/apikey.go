@@ -68,7 +68,14 @@ func eq(a, b byte) int { return subtle.ConstantTimeByteEq(a, b) }
 type Hash [sha256.Size]byte
 
 // HashOf returns the hash of k.
-func HashOf(k string) Hash { return sha256.Sum256([]byte(k)) }
+func HashOf(k string) Hash {
+	// Copy short keys on the stack: converting the string would allocate.
+	var buf [MaxLen]byte
+	if len(k) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], k...))
+	}
+	return sha256.Sum256([]byte(k))
+}
 
 // Set is a small set of key hashes, each labelled (for example "Primary").
 // The zero Set matches nothing. A Set is immutable once built and safe for

@@ -12,10 +12,12 @@ package authn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/bearer"
@@ -35,6 +37,24 @@ type Identity struct {
 	Subject  string `json:"subject"`
 	AuthType string `json:"authType"`
 	KeyType  string `json:"keyType,omitempty"`
+
+	// enc, when set, holds the identity's headers and JSON, prepared once
+	// for the identities a configuration can produce.
+	enc *encoded
+}
+
+type encoded struct {
+	service, subject, authType, keyType []string // full slices: appends copy
+	json                                []byte
+}
+
+func newEncoded(id Identity) *encoded {
+	one := func(v string) []string { return []string{v}[:1:1] }
+	e := &encoded{service: one(id.Service), subject: one(id.Subject), authType: one(id.AuthType), json: id.AppendJSON(nil)}
+	if id.KeyType != "" {
+		e.keyType = one(id.KeyType)
+	}
+	return e
 }
 
 // Headers set by [SetHeaders]; each starts with [HeaderPrefix], compared
@@ -47,16 +67,65 @@ const (
 	HeaderKeyType  = "X-ModelAuth-Key-Type"
 )
 
+// The canonical forms of the header names, as net/http stores them: set
+// directly, they skip canonicalisation on every request.
+var (
+	canonService  = http.CanonicalHeaderKey(HeaderService)
+	canonSubject  = http.CanonicalHeaderKey(HeaderSubject)
+	canonAuthType = http.CanonicalHeaderKey(HeaderAuthType)
+	canonKeyType  = http.CanonicalHeaderKey(HeaderKeyType)
+)
+
 // SetHeaders writes id as X-ModelAuth-* headers into h, replacing any.
 func SetHeaders(h http.Header, id Identity) {
-	h.Set(HeaderService, id.Service)
-	h.Set(HeaderSubject, id.Subject)
-	h.Set(HeaderAuthType, id.AuthType)
-	if id.KeyType != "" {
-		h.Set(HeaderKeyType, id.KeyType)
-	} else {
-		h.Del(HeaderKeyType)
+	e := id.enc
+	if e == nil {
+		e = newEncoded(id)
 	}
+	h[canonService] = e.service
+	h[canonSubject] = e.subject
+	h[canonAuthType] = e.authType
+	if e.keyType != nil {
+		h[canonKeyType] = e.keyType
+	} else {
+		delete(h, canonKeyType)
+	}
+}
+
+// AppendJSON appends id as JSON, as encoding/json would write it, to b.
+func (id Identity) AppendJSON(b []byte) []byte {
+	if id.enc != nil {
+		return append(b, id.enc.json...)
+	}
+	if !plainJSON(id.Service) || !plainJSON(id.Subject) || !plainJSON(id.AuthType) || !plainJSON(id.KeyType) {
+		data, err := json.Marshal(id) // enc is unexported: not encoded
+		if err != nil {               // cannot happen: all fields are strings
+			panic(err)
+		}
+		return append(b, data...)
+	}
+	b = append(b, `{"service":"`...)
+	b = append(b, id.Service...)
+	b = append(b, `","subject":"`...)
+	b = append(b, id.Subject...)
+	b = append(b, `","authType":"`...)
+	b = append(b, id.AuthType...)
+	if id.KeyType != "" {
+		b = append(b, `","keyType":"`...)
+		b = append(b, id.KeyType...)
+	}
+	return append(b, `"}`...)
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Failure is an authentication failure: the error to answer with and the
@@ -96,45 +165,93 @@ func credentials(r *http.Request, realm string) (string, *Failure) {
 	return cred, nil
 }
 
-// Services authenticates callers of the configured services.
+// Services authenticates callers of the configured services. Its fields
+// must not change after the first call of Authenticate.
 type Services struct {
 	Config *config.Config
 	Keys   *keyring.Ring
+
+	once    sync.Once
+	entries map[string]*entry
+}
+
+// entry is what Authenticate needs of one service, looked up once.
+type entry struct {
+	svc  config.Service
+	keys keyring.ServiceKeys
+	// ids are the identities the service can produce, with their headers
+	// and JSON prepared: anonymous for mode none, or Primary and Secondary.
+	ids map[string]Identity
+}
+
+func (s *Services) entry(service string) (*entry, bool) {
+	s.once.Do(func() {
+		s.entries = make(map[string]*entry, len(s.Config.Services))
+		for _, svc := range s.Config.Services {
+			e := &entry{svc: svc, ids: map[string]Identity{}}
+			switch svc.AuthMode {
+			case config.AuthNone:
+				e.ids[TypeNone] = Identity{Service: svc.Name, Subject: "anonymous", AuthType: TypeNone}
+			case config.AuthKey:
+				e.keys, _ = s.Keys.Service(svc.Name)
+				for _, kt := range []keyring.KeyType{keyring.Primary, keyring.Secondary} {
+					e.ids[string(kt)] = Identity{Service: svc.Name, Subject: keySubject(kt), AuthType: TypeKey, KeyType: string(kt)}
+				}
+			}
+			for k, id := range e.ids {
+				id.enc = newEncoded(id)
+				e.ids[k] = id
+			}
+			s.entries[svc.Name] = e
+		}
+	})
+	e, ok := s.entries[service]
+	return e, ok
 }
 
 // Authenticate returns who r comes from, for service.
 func (s *Services) Authenticate(ctx context.Context, service string, r *http.Request) (Identity, *Failure) {
-	svc, ok := s.Config.Service(service)
+	e, ok := s.entry(service)
 	if !ok {
 		return Identity{}, &Failure{Err: apierror.New(apierror.NotFound, "unknown service")}
 	}
-	id := Identity{Service: svc.Name}
-	switch svc.AuthMode {
+	name := e.svc.Name
+	switch e.svc.AuthMode {
 	case config.AuthNone:
-		id.Subject, id.AuthType = "anonymous", TypeNone
-		return id, nil
+		return e.ids[TypeNone], nil
 	case config.AuthKey:
-		cred, f := credentials(r, svc.Name)
+		cred, f := credentials(r, name)
 		if f != nil {
 			return Identity{}, f
 		}
 		if strings.Contains(cred, ".") {
-			return Identity{}, unauthorized(svc.Name, bearer.InvalidToken, "this service takes keys, not tokens")
+			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes keys, not tokens")
 		}
-		kt, err := s.Keys.Validate(ctx, svc.Name, cred)
+		kt, err := e.keys.Validate(ctx, cred)
 		if err != nil {
-			return Identity{}, keyFailure(svc.Name, err)
+			return Identity{}, keyFailure(name, err)
 		}
-		id.Subject, id.AuthType, id.KeyType = "key:"+string(kt), TypeKey, string(kt)
-		return id, nil
+		return e.ids[string(kt)], nil
 	default:
 		// Token verification arrives with token auth; until then nothing
 		// passes for a token-mode service.
-		if _, f := credentials(r, svc.Name); f != nil {
+		if _, f := credentials(r, name); f != nil {
 			return Identity{}, f
 		}
-		return Identity{}, unauthorized(svc.Name, bearer.InvalidToken, "token verification is not available for this service")
+		return Identity{}, unauthorized(name, bearer.InvalidToken, "token verification is not available for this service")
 	}
+}
+
+// keySubject names the key a caller used, without allocating for the two
+// key types.
+func keySubject(kt keyring.KeyType) string {
+	switch kt {
+	case keyring.Primary:
+		return "key:Primary"
+	case keyring.Secondary:
+		return "key:Secondary"
+	}
+	return "key:" + string(kt)
 }
 
 func keyFailure(realm string, err error) *Failure {

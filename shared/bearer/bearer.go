@@ -25,7 +25,7 @@ var (
 // Parse returns the credentials of r's Bearer Authorization header. The
 // scheme is case-insensitive; exactly one header must be present.
 func Parse(r *http.Request) (string, error) {
-	vals := r.Header.Values("Authorization")
+	vals := r.Header["Authorization"] // the canonical key, as net/http stores it
 	switch len(vals) {
 	case 0:
 		return "", ErrMissing
@@ -71,13 +71,21 @@ func isB64Token(s string) bool {
 	return i == len(s)
 }
 
-func isTokenByte(c byte) bool {
-	switch {
-	case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		return true
+func isTokenByte(c byte) bool { return tokenBytes[c] }
+
+// tokenBytes marks the bytes of b64token other than '='.
+var tokenBytes = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c], t[c+'a'-'A'] = true, true
 	}
-	return strings.IndexByte("-._~+/", c) >= 0
-}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
 
 // Error codes of RFC 6750 section 3.1.
 const (

@@ -144,11 +144,29 @@ func serviceTags(service string) map[string]string {
 
 // Validate checks a key presented for service and returns which key it is.
 func (r *Ring) Validate(ctx context.Context, service, key string) (KeyType, error) {
-	ks, ok := r.sets[service]
-	if !ok || service == adminSetID {
+	sk, ok := r.Service(service)
+	if !ok {
 		return "", ErrUnknownService
 	}
-	label, err := ks.match(ctx, key)
+	return sk.Validate(ctx, key)
+}
+
+// ServiceKeys are one service's keys in a Ring.
+type ServiceKeys struct{ ks *keySet }
+
+// Service returns the keys of a service the ring was built for. Callers on a
+// hot path look it up once and keep it.
+func (r *Ring) Service(service string) (ServiceKeys, bool) {
+	ks, ok := r.sets[service]
+	if !ok || service == adminSetID {
+		return ServiceKeys{}, false
+	}
+	return ServiceKeys{ks}, true
+}
+
+// Validate checks a presented key and returns which key it is.
+func (k ServiceKeys) Validate(ctx context.Context, key string) (KeyType, error) {
+	label, err := k.ks.match(ctx, key)
 	return KeyType(label), err
 }
 
