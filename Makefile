@@ -11,6 +11,8 @@ DATA_DIR  ?= $(CURDIR)/.modelauth
 PORT      ?= 7071
 FUZZTIME  ?= 5s
 LONGFUZZ  ?= 2m
+# For example BENCH_ARGS="-repeats 9 -duration 3s" on a noisy machine.
+BENCH_ARGS ?=
 # Fuzz targets: package:Target.
 FUZZ_TARGETS := \
 	./shared/bearer:FuzzParseValue \
@@ -69,7 +71,7 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
-	$(GO) run ./cmd/benchvalidate
+	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 
 lint:
 	@out=$$(gofmt -l shared functions cmd); \

@@ -134,6 +134,16 @@ func validateRoute(r *http.Request) (string, bool) {
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }
 
+// NewServer returns the HTTP server the custom handler runs h in.
+func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // Run is the custom handler: it reads the app settings through getenv,
 // logs JSON to stdout, and serves on 127.0.0.1:FUNCTIONS_CUSTOMHANDLER_PORT
 // until ctx is done. ready, if not nil, receives the listening address.
@@ -156,12 +166,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           app.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := NewServer(app.Handler(), log)
 	log.Info("handler_started", "address", ln.Addr().String(), "services", len(app.Config.Services),
 		"store", s.DataDir, "admin_key_secret", keyring.AdminKeySecret)
 	if ready != nil {

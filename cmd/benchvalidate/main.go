@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelauth/modelauth/functions"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
@@ -63,7 +65,11 @@ func bareServer(addr string) error {
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, identityBody)
 	})
-	return (&http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe()
+	// The same server settings as the custom handler's: only the handler
+	// differs.
+	srv := functions.NewServer(h, slog.New(slog.DiscardHandler))
+	srv.Addr = addr
+	return srv.ListenAndServe()
 }
 
 type result struct {
