@@ -24,6 +24,7 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
@@ -46,9 +47,9 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	store, err := filestore.Open(s.DataDir, nil)
+	store, err := openStore(s)
 	if err != nil {
-		return nil, fmt.Errorf("opening the file store in %s: %w", s.DataDir, err)
+		return nil, err
 	}
 	var keyServices []string
 	for _, svc := range cfg.Services {
@@ -67,6 +68,23 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 		return nil, fmt.Errorf("creating the administrator key: %w", err)
 	}
 	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Log: log}, nil
+}
+
+// openStore opens Key Vault when KEYVAULT_URL is set, else the embedded
+// file store.
+func openStore(s config.Settings) (*secretstore.Store, error) {
+	if s.KeyVaultURL == "" {
+		store, err := filestore.Open(s.DataDir, nil)
+		if err != nil {
+			return nil, fmt.Errorf("opening the file store in %s: %w", s.DataDir, err)
+		}
+		return store, nil
+	}
+	cred, err := azurekeyvault.NewCredential(s.AuthorityHost)
+	if err != nil {
+		return nil, err
+	}
+	return azurekeyvault.Open(s.KeyVaultURL, cred, nil)
 }
 
 // Handler returns the custom handler's routes: the readiness probe and

@@ -141,7 +141,8 @@ func TestLoadSettings(t *testing.T) {
 		{"SCORE_MAX_BODY_BYTES", "ten", "SCORE_MAX_BODY_BYTES"},
 		{"SCORE_MAX_BODY_BYTES", "0", "SCORE_MAX_BODY_BYTES"},
 		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
-		{"KEYVAULT_URL", "https://v.vault.azure.net", "KEYVAULT_URL"},
+		{"KEYVAULT_URL", "http://v.vault.azure.net", "KEYVAULT_URL"},
+		{"KEYVAULT_URL", "v.vault.azure.net", "KEYVAULT_URL"},
 	}
 	for _, tt := range bad {
 		_, err := LoadSettings(env(map[string]string{tt.name: tt.value}))

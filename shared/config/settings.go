@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,11 @@ type Settings struct {
 	DataDir string
 	// KeyVaultURL is KEYVAULT_URL; empty selects the embedded file store.
 	KeyVaultURL string
+	// AuthorityHost is AZURE_AUTHORITY_HOST, the Microsoft Entra host that
+	// azidentity authenticates against; empty means the public cloud's.
+	// (azidentity reads AZURE_TENANT_ID, AZURE_CLIENT_ID and
+	// AZURE_CLIENT_SECRET itself.)
+	AuthorityHost string
 	// KeyCacheTTL is KEY_CACHE_TTL: how long a validator trusts the keys
 	// it read, and so how long a regenerated key's old value keeps working
 	// on other instances.
@@ -60,7 +66,7 @@ func DefaultSettings() Settings {
 
 // SettingNames lists every app setting LoadSettings reads.
 var SettingNames = []string{
-	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL",
+	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL", "AZURE_AUTHORITY_HOST",
 	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS",
 	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL",
 }
@@ -92,6 +98,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	str("MODELAUTH_CONFIG", &s.ConfigPath)
 	str("MODELAUTH_DATA_DIR", &s.DataDir)
 	str("KEYVAULT_URL", &s.KeyVaultURL)
+	str("AZURE_AUTHORITY_HOST", &s.AuthorityHost)
 	dur("KEY_CACHE_TTL", &s.KeyCacheTTL, time.Second, time.Hour)
 	dur("KEY_REFRESH_MIN_INTERVAL", &s.KeyRefreshMinInterval, 0, time.Minute)
 	dur("KEY_CACHE_MAX_STALENESS", &s.KeyCacheMaxStale, 0, 24*time.Hour)
@@ -110,7 +117,9 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		}
 	}
 	if s.KeyVaultURL != "" {
-		problems = append(problems, errors.New("KEYVAULT_URL is set, but this build has no Key Vault driver yet: unset it to use the embedded file store"))
+		if u, err := url.Parse(s.KeyVaultURL); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			problems = append(problems, fmt.Errorf("KEYVAULT_URL=%q: want the vault's https URL, such as https://myvault.vault.azure.net/", s.KeyVaultURL))
+		}
 	}
 	if len(problems) > 0 {
 		return Settings{}, fmt.Errorf("config: %w: %w", ErrInvalid, errors.Join(problems...))

@@ -290,7 +290,7 @@ func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snap
 		}
 		ks.lastMiss = now
 	}
-	if ks.lastErr != nil && now.Sub(ks.lastFail) < o.RefreshMinInterval {
+	if ks.lastErr != nil && now.Sub(ks.lastFail) < ks.backoff(ks.lastErr) {
 		return ks.serveStale(seen, now, ks.lastErr)
 	}
 	if _, err := ks.load(ctx); err != nil {
@@ -299,6 +299,16 @@ func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snap
 	}
 	ks.lastErr = nil
 	return ks.snap.Load(), nil
+}
+
+// backoff is how long to leave the store alone after err: the refresh
+// interval, or longer if a throttled store asked for it.
+func (ks *keySet) backoff(err error) time.Duration {
+	var se *secretstore.Error
+	if errors.As(err, &se) && se.RetryAfter > ks.ring.opts.RefreshMinInterval {
+		return se.RetryAfter
+	}
+	return ks.ring.opts.RefreshMinInterval
 }
 
 func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapshot, error) {

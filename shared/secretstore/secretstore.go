@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
@@ -98,7 +99,9 @@ type Error struct {
 	Op   string // "get", "set", "list" or "update"
 	Name string // the secret's name, never its value
 	Err  error  // the driver's error, or nil for an argument error
-	msg  string
+	// RetryAfter is how long a Throttled store asked callers to wait, or 0.
+	RetryAfter time.Duration
+	msg        string
 }
 
 func (e *Error) Error() string {
@@ -209,7 +212,11 @@ func (s *Store) wrap(op, name string, err error) error {
 	if code == Unknown && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		code = Unavailable
 	}
-	return &Error{Code: code, Op: op, Name: name, Err: err}
+	e := &Error{Code: code, Op: op, Name: name, Err: err}
+	if ra, ok := s.d.(interface{ RetryAfter(error) time.Duration }); ok && code == Throttled {
+		e.RetryAfter = ra.RetryAfter(err)
+	}
+	return e
 }
 
 func argError(op, name, msg string) error {
