@@ -21,10 +21,14 @@ type memDriver struct {
 	versions map[string][]driver.Secret
 	gets     atomic.Int64
 	down     atomic.Bool
+	throttle atomic.Bool // answer every read as throttled for 10 s
 	disabled map[string]bool
 }
 
-var errDown = errors.New("store down")
+var (
+	errDown      = errors.New("store down")
+	errThrottled = errors.New("throttled")
+)
 
 func newMem() *memDriver {
 	return &memDriver{versions: map[string][]driver.Secret{}, disabled: map[string]bool{}}
@@ -45,6 +49,9 @@ func (m *memDriver) GetSecret(_ context.Context, name, version string) (driver.S
 	m.gets.Add(1)
 	if m.down.Load() {
 		return driver.Secret{}, errDown
+	}
+	if m.throttle.Load() {
+		return driver.Secret{}, errThrottled
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -79,8 +86,17 @@ func (m *memDriver) ErrorCode(err error) driver.ErrorCode {
 		return driver.Disabled
 	case errors.Is(err, errDown):
 		return driver.Unavailable
+	case errors.Is(err, errThrottled):
+		return driver.Throttled
 	}
 	return driver.Unknown
+}
+
+func (m *memDriver) RetryAfter(err error) time.Duration {
+	if errors.Is(err, errThrottled) {
+		return 10 * time.Second
+	}
+	return 0
 }
 
 func (m *memDriver) Close() error { return nil }
@@ -350,4 +366,29 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	keys, _ := r.Get(ctx, "iris")
+	m.throttle.Store(true)
+	c.Advance(31 * time.Second) // past the TTL: the next request reads
+	if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil {
+		t.Fatalf("throttled within the staleness bound: %v", err)
+	}
+	start := m.gets.Load()
+	for i := 0; i < 9; i++ { // 9 s: less than the 10 s asked for
+		c.Advance(time.Second)
+		r.Validate(ctx, "iris", keys.PrimaryKey)
+		r.Validate(ctx, "iris", "wrong")
+	}
+	if n := m.gets.Load() - start; n != 0 {
+		t.Fatalf("%d store reads within Retry-After; want 0", n)
+	}
+	c.Advance(time.Second)
+	r.Validate(ctx, "iris", keys.PrimaryKey)
+	if n := m.gets.Load() - start; n == 0 {
+		t.Fatal("no store read after Retry-After passed")
+	}
 }
