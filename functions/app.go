@@ -19,6 +19,7 @@ import (
 	"github.com/modelauth/modelauth/functions/keys"
 	"github.com/modelauth/modelauth/functions/score"
 	"github.com/modelauth/modelauth/functions/validate"
+	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
@@ -47,7 +48,7 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(s)
+	store, err := OpenStore(s)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +71,9 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Log: log}, nil
 }
 
-// openStore opens Key Vault when KEYVAULT_URL is set, else the embedded
+// OpenStore opens Key Vault when KEYVAULT_URL is set, else the embedded
 // file store.
-func openStore(s config.Settings) (*secretstore.Store, error) {
+func OpenStore(s config.Settings) (*secretstore.Store, error) {
 	if s.KeyVaultURL == "" {
 		store, err := filestore.Open(s.DataDir, nil)
 		if err != nil {
@@ -108,7 +109,11 @@ func (a *App) Handler() http.Handler {
 
 	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
+	mux.Handle(RoutePrefix+"/services/{service}/keys/{$}", k) // {action?} empty
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))
+	}))
 	return &router{mux: mux, validate: v}
 }
 

@@ -118,19 +118,37 @@ func TestFunctionJSONMatchesRoutes(t *testing.T) {
 	}
 }
 
-func TestReadinessProbe(t *testing.T) {
+func TestReadinessProbeAndUnknownPaths(t *testing.T) {
 	a := newTestApp(t, `{"services":[]}`)
 	rec := httptest.NewRecorder()
 	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 200 {
 		t.Fatalf("GET / = %d", rec.Code)
 	}
+	for _, p := range []string{"/api/nothing", "/rotatekeys", "/api/services/x/keys/a/b"} {
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, httptest.NewRequest("POST", p, nil))
+		if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"code":"NotFound"`) {
+			t.Errorf("POST %s = %d %s; want a JSON 404", p, rec.Code, rec.Body)
+		}
+	}
 }
 
 func TestStoreFailureIs503(t *testing.T) {
 	a := newTestApp(t, `{"services":[{"name":"svc"}]}`)
 	h := a.Handler()
+	adminKey, err := a.Store.GetSecret(context.Background(), "admin-key", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.Store.Close() // every store call fails from now on
+	req := httptest.NewRequest("GET", "/api/services/svc/keys", nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey.Value)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("get_keys with the store down = %d %s; want 503", rec.Code, rec.Body)
+	}
 	admin := "Bearer " + strings.Repeat("a", 43)
 	for _, tt := range []struct{ method, path, auth string }{
 		{"GET", "/api/services/svc/validate", "Bearer " + strings.Repeat("k", 43)},
@@ -148,11 +166,11 @@ func TestStoreFailureIs503(t *testing.T) {
 			t.Errorf("the 503 leaks the store's error: %s", body)
 		}
 	}
-	// The admin key was read at start, so the admin check passes from the
-	// cache with a wrong key refused, and get_keys itself is a 503.
-	req := httptest.NewRequest("GET", "/api/services/svc/keys", nil)
+	// The admin key was read at start and is still cached: a wrong admin key
+	// is refused from the cache, not answered 503.
+	req = httptest.NewRequest("GET", "/api/services/svc/keys", nil)
 	req.Header.Set("Authorization", admin)
-	rec := httptest.NewRecorder()
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("get_keys with a wrong admin key, store down = %d; want 401 from the cached admin key", rec.Code)

@@ -245,6 +245,7 @@ func TestEndToEndKeyAuth(t *testing.T) {
 
 	a := startApp(t, `{"services":[
 		{"name":"iris","authMode":"key","scoringUri":"`+model.URL+`/score"},
+		{"name":"iris2","authMode":"key"},
 		{"name":"open","authMode":"none"},
 		{"name":"tok","authMode":"token"}
 	]}`, nil)
@@ -315,7 +316,9 @@ func TestEndToEndKeyAuth(t *testing.T) {
 		{"other scheme", "/api/services/iris/validate", "Basic dXNlcjpwYXNz", 401, "", `Bearer realm="iris"`},
 		{"malformed", "/api/services/iris/validate", "Bearer a b", 400, "", `error="invalid_request"`},
 		{"unknown service", "/api/services/nosuch/validate", "Bearer " + keys.PrimaryKey, 404, "", ""},
-		{"other service's key", "/api/services/tok/validate", "Bearer " + keys.PrimaryKey, 401, "", `error="invalid_token"`},
+		{"other service's key", "/api/services/iris2/validate", "Bearer " + keys.PrimaryKey, 401, "", `error="invalid_token"`},
+		{"admin key as a service key", "/api/services/iris/validate", admin, 401, "", `error="invalid_token"`},
+		{"token-mode service", "/api/services/tok/validate", "Bearer " + keys.PrimaryKey, 401, "", `error="invalid_token"`},
 		{"mode none", "/api/services/open/validate/anything", "", 200, "", ""},
 	} {
 		t.Run("validate "+tt.name, func(t *testing.T) {
@@ -391,6 +394,20 @@ func TestEndToEndKeyAuth(t *testing.T) {
 	issued = append(issued, mine)
 	if r := validate("/api/services/iris/validate", "Bearer "+mine); r.status != 200 || r.header.Get("X-ModelAuth-Key-Type") != "Secondary" {
 		t.Errorf("user-supplied Secondary = %d %q", r.status, r.header.Get("X-ModelAuth-Key-Type"))
+	}
+	// The administrator key, or another key in use, cannot become a key.
+	for _, v := range []string{a.adminKey, regen.PrimaryKey} {
+		if r := a.do(t, "POST", "/api/services/iris/keys/regenerate", admin, `{"keyType":"Secondary","keyValue":"`+v+`"}`); r.status != 400 {
+			t.Errorf("regen to a key in use = %d %s; want 400", r.status, r.body)
+		}
+	}
+	// get_keys with the route's optional action left empty; unknown paths.
+	if r := a.do(t, "GET", "/api/services/iris/keys/", admin, ""); r.status != 200 {
+		t.Errorf("GET keys/ = %d", r.status)
+	}
+	// (No function's route matches: the host answers, as the real one does.)
+	if r := a.do(t, "GET", "/api/services/iris/nothing", admin, ""); r.status != 404 {
+		t.Errorf("unknown path = %d %s", r.status, r.body)
 	}
 	// Bad regen bodies.
 	for _, body := range []string{``, `{`, `{"keyType":"Tertiary"}`, `{"keyType":"Primary","keyValue":"short"}`,

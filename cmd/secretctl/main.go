@@ -1,11 +1,11 @@
-// Command secretctl reads a secret from modelauth's embedded file store,
-// for example the administrator key that the function app creates at its
-// first start:
+// Command secretctl reads a secret from the store the function app uses,
+// with the same settings (KEYVAULT_URL, else MODELAUTH_DATA_DIR): for
+// example the administrator key that the app creates at its first start:
 //
 //	MODELAUTH_DATA_DIR=.modelauth secretctl get admin-key
 //
-// It prints only the value, on stdout. With Key Vault, use the Azure CLI
-// instead: az keyvault secret show --vault-name <vault> --name admin-key.
+// It prints only the value, on stdout. With Key Vault in Azure the Azure
+// CLI does the same: az keyvault secret show --vault-name <vault> --name admin-key.
 package main
 
 import (
@@ -15,8 +15,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/modelauth/modelauth/functions"
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
 func main() {
@@ -34,10 +34,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(s.DataDir); err != nil {
+	if _, err := os.Stat(s.DataDir); s.KeyVaultURL == "" && err != nil {
 		return fmt.Errorf("no file store at %s (set MODELAUTH_DATA_DIR; `make run` creates it): %w", s.DataDir, err)
 	}
-	store, err := filestore.Open(s.DataDir, nil)
+	store, err := functions.OpenStore(s)
 	if err != nil {
 		return err
 	}

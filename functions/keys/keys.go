@@ -92,11 +92,13 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		keys, err = f.Keys.Regenerate(r.Context(), svc.Name, req.keyType, req.KeyValue)
+		if err == nil || errors.Is(err, keyring.ErrWritten) {
+			f.Log.Info("audit", "event", "regen_key", "subject", caller.Subject, "service", svc.Name,
+				"keyType", string(req.keyType), "userSupplied", req.KeyValue != "")
+		}
 		if err != nil {
 			return storeError(err)
 		}
-		f.Log.Info("audit", "event", "regen_key", "subject", caller.Subject, "service", svc.Name,
-			"keyType", string(req.keyType), "userSupplied", req.KeyValue != "")
 	}
 	apierror.WriteJSON(w, http.StatusOK, keys)
 	return nil
@@ -145,6 +147,10 @@ func storeError(err error) error {
 		return apierror.Wrap(apierror.Conflict, "the newest version of a key is disabled in the store; regenerate that key", err)
 	case errors.Is(err, apikey.ErrFormat):
 		return apierror.New(apierror.BadRequest, err.Error())
+	case errors.Is(err, keyring.ErrKeyInUse):
+		return apierror.New(apierror.BadRequest, "keyValue is already in use as a key: choose another")
+	case errors.Is(err, keyring.ErrWritten):
+		return apierror.Wrap(apierror.Unavailable, "the key was replaced, but the keys could not be read back: read them with get_keys", err)
 	}
 	return apierror.Wrap(apierror.Unavailable, "the secret store is unavailable", err)
 }

@@ -130,17 +130,28 @@ func (f *Function) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = t.url.Host
 	out.URL.Path = t.url.Path
 	out.URL.RawPath = ""
-	out.URL.RawQuery = pr.In.URL.RawQuery
+	out.URL.RawQuery = withoutCode(pr.In.URL)
 	out.Host = t.url.Host
 	for name := range out.Header {
-		if strings.HasPrefix(strings.ToLower(name), authn.HeaderPrefix) {
-			out.Header.Del(name)
+		// Servers behind CGI or WSGI read '_' as '-': strip both spellings.
+		n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		if strings.HasPrefix(n, authn.HeaderPrefix) || n == "authorization" || n == "x-functions-key" {
+			delete(out.Header, name)
 		}
 	}
-	out.Header.Del("Authorization")
-	out.Header.Del("X-Functions-Key")
 	authn.SetHeaders(out.Header, t.id)
 	pr.SetXForwarded()
+}
+
+// withoutCode returns u's query without "code", the Functions key's query
+// form, which must not reach the upstream any more than x-functions-key.
+func withoutCode(u *url.URL) string {
+	if !strings.Contains(u.RawQuery, "code") {
+		return u.RawQuery
+	}
+	q := u.Query()
+	q.Del("code")
+	return q.Encode()
 }
 
 var (

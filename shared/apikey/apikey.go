@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Bounds of a key supplied by a user.
@@ -91,6 +92,22 @@ func (s Set) Add(label, k string) Set {
 		hashes: append(s.hashes[:len(s.hashes):len(s.hashes)], HashOf(k)),
 		labels: append(s.labels[:len(s.labels):len(s.labels)], label),
 	}
+}
+
+// Replace returns a Set in which the entries labelled label hold the hash of
+// k instead; with no such entry it adds one.
+func (s Set) Replace(label, k string) Set {
+	out := Set{hashes: slices.Clone(s.hashes), labels: slices.Clone(s.labels)}
+	found := false
+	for i, l := range out.labels {
+		if l == label {
+			out.hashes[i], found = HashOf(k), true
+		}
+	}
+	if !found {
+		return out.Add(label, k)
+	}
+	return out
 }
 
 // Len returns the number of hashes in the set.

@@ -65,6 +65,12 @@ var (
 	ErrUnknownService = errors.New("keyring: unknown service")
 	// ErrDisabled: the newest version of a key's secret is disabled.
 	ErrDisabled = errors.New("keyring: the newest version of a key is disabled")
+	// ErrKeyInUse: a user-supplied key is already some key (of any service,
+	// or the administrator key).
+	ErrKeyInUse = errors.New("keyring: that key value is already in use")
+	// ErrWritten: the new key was written, and took effect on this instance,
+	// but the keys could not be read back.
+	ErrWritten = errors.New("keyring: key written, but the keys could not be read back")
 )
 
 // Secret names of design.md section 4.
@@ -78,13 +84,20 @@ func KeySecret(service string, kt KeyType) string {
 	return "svc-" + service + "-primary"
 }
 
-// Options tune a Ring; the zero value of a field means its default.
+// Options tune a Ring. They are used as given: 0 means none, not a
+// default (see [DefaultOptions]).
 type Options struct {
-	TTL                time.Duration // default 30s
-	RefreshMinInterval time.Duration // default 1s
-	MaxStale           time.Duration // default 5m; negative means none
-	Now                func() time.Time
-	Logger             *slog.Logger
+	TTL                time.Duration    // how long read keys are trusted; at least 1ns
+	RefreshMinInterval time.Duration    // least time between refreshes on unknown keys, and after a failure
+	MaxStale           time.Duration    // how long past the TTL cached keys serve while the store fails
+	Now                func() time.Time // nil: time.Now
+	Logger             *slog.Logger     // nil: discard
+}
+
+// DefaultOptions returns the defaults: TTL 30s, RefreshMinInterval 1s,
+// MaxStale 5m.
+func DefaultOptions() Options {
+	return Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}
 }
 
 // Keys is what get_keys returns.
@@ -107,18 +120,12 @@ const adminSetID = "\x00admin"
 
 // New returns a Ring for the key-mode services named.
 func New(store *secretstore.Store, services []string, opts *Options) *Ring {
-	r := &Ring{store: store, sets: make(map[string]*keySet, len(services)+1)}
+	r := &Ring{store: store, sets: make(map[string]*keySet, len(services)+1), opts: DefaultOptions()}
 	if opts != nil {
 		r.opts = *opts
 	}
 	if r.opts.TTL <= 0 {
-		r.opts.TTL = 30 * time.Second
-	}
-	if r.opts.RefreshMinInterval == 0 {
-		r.opts.RefreshMinInterval = time.Second
-	}
-	if r.opts.MaxStale == 0 {
-		r.opts.MaxStale = 5 * time.Minute
+		r.opts.TTL = time.Nanosecond // every request reads the store
 	}
 	if r.opts.Now == nil {
 		r.opts.Now = time.Now
@@ -212,6 +219,8 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 		}
 	} else if err := apikey.Check(value); err != nil {
 		return Keys{}, err
+	} else if r.inUse(ctx, value) {
+		return Keys{}, ErrKeyInUse
 	}
 	i := 0
 	if kt == Secondary {
@@ -221,7 +230,25 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: sl.tags}); err != nil {
 		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return r.Get(ctx, service)
+	// The old value stops working here at once, even if the read below
+	// fails.
+	ks.replace(sl.label, value)
+	keys, err := r.Get(ctx, service)
+	if err != nil {
+		return Keys{}, fmt.Errorf("%w: %w", ErrWritten, err)
+	}
+	return keys, nil
+}
+
+// inUse reports whether value is already the administrator key or one of
+// any service's keys, as far as the cached keys tell.
+func (r *Ring) inUse(ctx context.Context, value string) bool {
+	for _, ks := range r.sets {
+		if _, err := ks.match(ctx, value); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 type slot struct {
@@ -304,11 +331,14 @@ func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snap
 // backoff is how long to leave the store alone after err: the refresh
 // interval, or longer if a throttled store asked for it.
 func (ks *keySet) backoff(err error) time.Duration {
+	o := ks.ring.opts
 	var se *secretstore.Error
-	if errors.As(err, &se) && se.RetryAfter > ks.ring.opts.RefreshMinInterval {
-		return se.RetryAfter
+	if errors.As(err, &se) && se.RetryAfter > o.RefreshMinInterval {
+		// Capped at the TTL: a long Retry-After must not keep a recovered
+		// store unread past the staleness bound.
+		return min(se.RetryAfter, max(o.TTL, o.RefreshMinInterval))
 	}
-	return ks.ring.opts.RefreshMinInterval
+	return o.RefreshMinInterval
 }
 
 func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapshot, error) {
@@ -343,6 +373,9 @@ func (ks *keySet) reload(ctx context.Context) ([]string, error) {
 // publishes a new snapshot. A slot whose newest version is disabled gets
 // the value "" and accepts nothing. ks.mu must be held.
 func (ks *keySet) load(ctx context.Context) ([]string, error) {
+	// The TTL counts from before the reads, so a slow store does not
+	// lengthen it.
+	start := ks.ring.opts.Now()
 	vals := make([]string, len(ks.slots))
 	var set apikey.Set
 	for i, sl := range ks.slots {
@@ -356,8 +389,18 @@ func (ks *keySet) load(ctx context.Context) ([]string, error) {
 		vals[i] = v
 		set = set.Add(sl.label, v)
 	}
-	ks.snap.Store(&snapshot{set: set, loaded: ks.ring.opts.Now()})
+	ks.snap.Store(&snapshot{set: set, loaded: start})
 	return vals, nil
+}
+
+// replace puts value in the cache as the key of the slot labelled label,
+// keeping the snapshot's age.
+func (ks *keySet) replace(label, value string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if cur := ks.snap.Load(); cur != nil {
+		ks.snap.Store(&snapshot{set: cur.set.Replace(label, value), loaded: cur.loaded})
+	}
 }
 
 func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (string, error) {

@@ -22,6 +22,7 @@ type memDriver struct {
 	gets     atomic.Int64
 	down     atomic.Bool
 	throttle atomic.Bool // answer every read as throttled for 10 s
+	getsDown atomic.Bool // fail reads only
 	disabled map[string]bool
 }
 
@@ -52,6 +53,9 @@ func (m *memDriver) GetSecret(_ context.Context, name, version string) (driver.S
 	}
 	if m.throttle.Load() {
 		return driver.Secret{}, errThrottled
+	}
+	if m.getsDown.Load() {
+		return driver.Secret{}, errDown
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -370,7 +374,7 @@ func BenchmarkValidate(b *testing.B) {
 
 func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
 	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
-	r := newRing(m, c)
+	r := newRing(m, c) // TTL 30s: the 10 s asked for is under the cap
 	keys, _ := r.Get(ctx, "iris")
 	m.throttle.Store(true)
 	c.Advance(31 * time.Second) // past the TTL: the next request reads
@@ -390,5 +394,72 @@ func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
 	r.Validate(ctx, "iris", keys.PrimaryKey)
 	if n := m.gets.Load() - start; n == 0 {
 		t.Fatal("no store read after Retry-After passed")
+	}
+}
+
+func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0, Now: c.Now})
+	keys, _ := r.Get(ctx, "iris")
+	m.down.Store(true)
+	c.Advance(30 * time.Second)
+	if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("MaxStale 0, store down, TTL passed: %v; want ErrUnavailable", err)
+	}
+}
+
+func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	before, _ := r.Get(ctx, "iris")
+	m.getsDown.Store(true)
+	_, err := r.Regenerate(ctx, "iris", Primary, "")
+	if !errors.Is(err, ErrWritten) {
+		t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
+	}
+	if _, err := r.Validate(ctx, "iris", before.PrimaryKey); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("the replaced key still validates on this instance: %v", err)
+	}
+	if kt, err := r.Validate(ctx, "iris", before.SecondaryKey); err != nil || kt != Secondary {
+		t.Fatalf("the other key stopped working: %q, %v", kt, err)
+	}
+	m.getsDown.Store(false)
+	if kt, err := r.Validate(ctx, "iris", m.newest("svc-iris-primary")); err != nil || kt != Primary {
+		t.Fatalf("the written key: %q, %v", kt, err)
+	}
+}
+
+func TestRegenerateRefusesAKeyInUse(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := newRing(m, c)
+	r.EnsureAdminKey(ctx)
+	iris, _ := r.Get(ctx, "iris")
+	other, _ := r.Get(ctx, "other")
+	for name, v := range map[string]string{
+		"admin key": m.newest(AdminKeySecret), "other service's key": other.PrimaryKey,
+		"own other slot": iris.SecondaryKey, "same value": iris.PrimaryKey,
+	} {
+		if _, err := r.Regenerate(ctx, "iris", Primary, v); !errors.Is(err, ErrKeyInUse) {
+			t.Errorf("regen to the %s: %v; want ErrKeyInUse", name, err)
+		}
+	}
+	if got, _ := r.Get(ctx, "iris"); got != iris {
+		t.Errorf("a refused regen changed the keys")
+	}
+}
+
+func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute, Now: c.Now})
+	keys, _ := r.Get(ctx, "iris")
+	m.throttle.Store(true) // asks for 10 s
+	c.Advance(5 * time.Second)
+	r.Validate(ctx, "iris", keys.PrimaryKey)
+	m.throttle.Store(false)
+	start := m.gets.Load()
+	c.Advance(5 * time.Second) // the cap, not the 10 s asked
+	r.Validate(ctx, "iris", keys.PrimaryKey)
+	if m.gets.Load() == start {
+		t.Fatal("the store was not read again after the TTL, despite the cap")
 	}
 }
