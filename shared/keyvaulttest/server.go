@@ -1,0 +1,471 @@
+package keyvaulttest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Defaults of [Options].
+const (
+	DefaultAddr          = "127.0.0.1:0"
+	DefaultPageSize      = 2
+	DefaultTokenLifetime = time.Hour
+	// MaxPageSize is Key Vault's largest page (maxresults).
+	MaxPageSize = 25
+)
+
+// Options configure a [Server]; nil means the defaults. Every field is
+// optional.
+type Options struct {
+	// Addr is the listen address; its host must be 127.0.0.1 or empty.
+	// Default 127.0.0.1:0, a free port.
+	Addr string
+	// TenantID, ClientID and ClientSecret are the one application the
+	// token endpoint knows. Default: random GUIDs and a random secret.
+	TenantID, ClientID, ClientSecret string
+	// PageSize is the number of versions per page of a listing when the
+	// request has no maxresults (Key Vault's is 25). Default 2, so that
+	// paging is exercised.
+	PageSize int
+	// TokenLifetime is the expires_in of issued tokens, in whole seconds.
+	// Default one hour.
+	TokenLifetime time.Duration
+	// Now is the server's clock for secret timestamps and token expiry.
+	// Default time.Now.
+	Now func() time.Time
+	// Logger receives one event per request (never a value, token or
+	// secret). Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is an in-memory Key Vault (secrets) and Microsoft Entra token
+// endpoint on one TLS port. Its exported fields must not be changed.
+// Its methods are safe for concurrent use.
+type Server struct {
+	// VaultURL is https://127.0.0.1:<port>, the vault's URL (KEYVAULT_URL).
+	VaultURL string
+	// AuthorityHost is https://127.0.0.1:<port>, the Entra authority host
+	// (AZURE_AUTHORITY_HOST): the same server.
+	AuthorityHost string
+	// Resource is the resource the vault's challenge names, https://0.0.1:<port>:
+	// the azsecrets client requires the vault's host to end with "." plus
+	// the resource's host, and accepts tokens for Resource + "/.default".
+	Resource string
+	// TenantID, ClientID and ClientSecret are the credentials the token
+	// endpoint accepts (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET).
+	TenantID, ClientID, ClientSecret string
+
+	certFile      string
+	pageSize      int
+	tokenLifetime time.Duration
+	now           func() time.Time
+	log           *slog.Logger
+
+	srv      *http.Server
+	listener net.Listener
+	done     chan struct{} // closed by Close: ends delays and hangs
+
+	// closing guards inflight against Add after Close has started waiting.
+	closing  sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	store  store
+	tokens tokens
+	faults faults
+	count  counters
+}
+
+// Start starts a server on Options.Addr, with a certificate from the
+// process's test CA ([CertFile]), and returns it serving. Close it when
+// done.
+func Start(opts *Options) (*Server, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("keyvaulttest: address %q: %w", o.Addr, err)
+	}
+	if host != "" && host != "127.0.0.1" {
+		return nil, fmt.Errorf("keyvaulttest: address %q: the host must be 127.0.0.1", o.Addr)
+	}
+	if o.PageSize == 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.PageSize < 1 || o.PageSize > MaxPageSize {
+		return nil, fmt.Errorf("keyvaulttest: page size %d is not within 1..%d", o.PageSize, MaxPageSize)
+	}
+	if o.TokenLifetime <= 0 {
+		o.TokenLifetime = DefaultTokenLifetime
+	}
+	o.TokenLifetime = max(o.TokenLifetime.Round(time.Second), time.Second) // expires_in is in seconds
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TenantID == "" {
+		o.TenantID = newGUID()
+	}
+	if !validTenant(o.TenantID) {
+		return nil, fmt.Errorf("keyvaulttest: tenant ID %q: use letters, digits, '-' and '.'", o.TenantID)
+	}
+	if o.ClientID == "" {
+		o.ClientID = newGUID()
+	}
+	if o.ClientSecret == "" {
+		o.ClientSecret = "kvt~" + randomHex(20)
+	}
+
+	certFile, err := CertFile()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := serverCertificate()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", portOf(o.Addr)))
+	if err != nil {
+		return nil, fmt.Errorf("keyvaulttest: %w", err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	s := &Server{
+		VaultURL:      "https://127.0.0.1:" + port,
+		AuthorityHost: "https://127.0.0.1:" + port,
+		Resource:      "https://0.0.1:" + port,
+		TenantID:      strings.ToLower(o.TenantID),
+		ClientID:      o.ClientID,
+		ClientSecret:  o.ClientSecret,
+		certFile:      certFile,
+		pageSize:      o.PageSize,
+		tokenLifetime: o.TokenLifetime,
+		now:           o.Now,
+		log:           o.Logger,
+		done:          make(chan struct{}),
+	}
+	// HTTP/1.1 only, so that a fault can take over (and reset) a connection.
+	s.listener = tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go s.srv.Serve(s.listener) // returns http.ErrServerClosed on Close
+	s.log.Info("keyvaulttest_started", "vault_url", s.VaultURL, "tenant_id", s.TenantID, "client_id", s.ClientID)
+	return s, nil
+}
+
+// NewServer starts a server for a test or benchmark and closes it when the
+// test ends; it fails the test if the server cannot start.
+func NewServer(t testing.TB, opts *Options) *Server {
+	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server: it ends delayed and hanging requests, closes
+// every connection and waits for the handlers to return. The stored
+// secrets are lost. Close may be called more than once.
+func (s *Server) Close() {
+	s.closing.Lock()
+	already := s.closed
+	s.closed = true
+	s.closing.Unlock()
+	if already {
+		return
+	}
+	close(s.done)
+	s.srv.Close()
+	s.inflight.Wait()
+	s.log.Info("keyvaulttest_stopped", "vault_url", s.VaultURL)
+}
+
+// Env returns the environment that points the production code at this
+// server, as KEY=value lines: KEYVAULT_URL, SSL_CERT_FILE, AZURE_AUTHORITY_HOST,
+// AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET.
+//
+// A process reads SSL_CERT_FILE once: set it before its first TLS
+// connection. azidentity's credentials also need instance discovery off
+// (DisableInstanceDiscovery) for an authority host that is not Entra's,
+// or MSAL asks login.microsoftonline.com about it first.
+func (s *Server) Env() []string {
+	return []string{
+		"KEYVAULT_URL=" + s.VaultURL,
+		"SSL_CERT_FILE=" + s.certFile,
+		"AZURE_AUTHORITY_HOST=" + s.AuthorityHost,
+		"AZURE_TENANT_ID=" + s.TenantID,
+		"AZURE_CLIENT_ID=" + s.ClientID,
+		"AZURE_CLIENT_SECRET=" + s.ClientSecret,
+	}
+}
+
+// InjectFault queues f for requests of op: a request meets the first fault
+// queued for its operation, which applies to f.Times requests (0: to every
+// request until ClearFaults) before the next queued fault applies.
+func (s *Server) InjectFault(op Op, f Fault) { s.faults.add(op, f) }
+
+// ClearFaults removes every queued fault.
+func (s *Server) ClearFaults() { s.faults.clear() }
+
+// Stats returns the request counters.
+func (s *Server) Stats() Stats { return s.count.stats() }
+
+var _ http.Handler = (*Server)(nil)
+
+// ServeHTTP routes a request to the vault or to the token endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.closing.RLock()
+	if s.closed {
+		s.closing.RUnlock()
+		abort()
+	}
+	s.inflight.Add(1)
+	s.closing.RUnlock()
+	defer s.inflight.Done()
+
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	defer func() {
+		// status 0: the connection was reset or dropped without a response.
+		s.log.Info("keyvaulttest_request", "method", r.Method, "path", r.URL.Path,
+			"op", string(rec.op), "status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+	}()
+	s.route(rec, r)
+}
+
+// route serves r.
+func (s *Server) route(w *statusRecorder, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case path == "/secrets" || strings.HasPrefix(path, "/secrets/"):
+		s.serveVault(w, r)
+		return
+	case path == "/common/discovery/instance":
+		s.serveInstanceDiscovery(w, r)
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	switch {
+	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration":
+		s.serveOpenIDConfiguration(w, r, parts[0])
+	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token":
+		w.op = OpToken
+		s.serveToken(w, r, parts[0])
+	default:
+		writeKVError(w, http.StatusNotFound, "NotFound", "keyvaulttest: no such endpoint")
+	}
+}
+
+// applyFault applies the next fault queued for op. It reports whether the
+// request has been dealt with (reset, hung or answered).
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op) bool {
+	f, ok := s.faults.take(op)
+	if !ok {
+		return false
+	}
+	if f.Delay > 0 && s.wait(r.Context(), f.Delay) != nil {
+		abort()
+	}
+	switch {
+	case f.Reset:
+		resetConnection(w)
+		return true
+	case f.Hang:
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		abort()
+	case f.Status != 0:
+		if f.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.RetryAfter.Seconds()))))
+		}
+		if op == OpToken {
+			writeEntraError(w, f.Status, faultEntraError(f.Status), 0, "keyvaulttest: injected fault")
+		} else {
+			writeKVError(w, f.Status, faultKVCode(f.Status), "keyvaulttest: injected fault")
+		}
+		return true
+	}
+	return false
+}
+
+// abort ends the request without a response: the client gave up, or the
+// server is closing and must not answer a hung request.
+func abort() { panic(http.ErrAbortHandler) }
+
+// resetConnection closes the request's connection with a TCP RST.
+func resetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		abort()
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
+			tcp.SetLinger(0)
+		}
+	}
+	conn.Close()
+}
+
+func faultKVCode(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return "Throttled"
+	case http.StatusInternalServerError:
+		return "InternalServerError"
+	case http.StatusServiceUnavailable:
+		return "ServiceUnavailable"
+	}
+	return strings.ReplaceAll(http.StatusText(status), " ", "")
+}
+
+func faultEntraError(status int) string {
+	if status == http.StatusTooManyRequests || status >= 500 {
+		return "temporarily_unavailable"
+	}
+	return "invalid_request"
+}
+
+// kvError is Key Vault's error body.
+type kvError struct {
+	Error kvErrorDetail `json:"error"`
+}
+
+type kvErrorDetail struct {
+	Code       string         `json:"code"`
+	Message    string         `json:"message"`
+	InnerError *kvErrorDetail `json:"innererror,omitempty"`
+}
+
+func writeKVError(w http.ResponseWriter, status int, code, msg string) {
+	writeKVErrorInner(w, status, code, msg, "")
+}
+
+func writeKVErrorInner(w http.ResponseWriter, status int, code, msg, inner string) {
+	body := kvError{Error: kvErrorDetail{Code: code, Message: msg}}
+	if inner != "" {
+		body.Error.InnerError = &kvErrorDetail{Code: inner}
+	}
+	w.Header().Set("x-ms-error-code", code)
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "keyvaulttest: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("x-ms-request-id", newGUID())
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// statusRecorder remembers the operation and the status written, for the
+// request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	op     Op // the request's operation, "" for others
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Hijack).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	if port == "" {
+		return "0"
+	}
+	return port
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newGUID returns a random version-4 GUID in lowercase.
+func newGUID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// validTenant is azidentity's rule for tenant IDs.
+func validTenant(t string) bool {
+	if t == "" {
+		return false
+	}
+	for _, r := range t {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// wait blocks for d, or until the request or the server ends.
+func (s *Server) wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return errors.New("keyvaulttest: server closed")
+	}
+}
