@@ -22,7 +22,8 @@
 // Errors are mapped from the HTTP status in one table (see [ErrorCode]):
 // 400 InvalidArgument, 401 and 403 PermissionDenied (403 for a disabled
 // secret: Disabled), 404 NotFound, 409 Conflict, 429 Throttled, 408 and 5xx
-// Unavailable; transport failures and timeouts are Unavailable.
+// Unavailable; transport failures and timeouts are Unavailable; Entra
+// refusing the credential is PermissionDenied.
 package azurekeyvault
 
 import (
@@ -39,6 +40,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -217,6 +219,10 @@ func (d *kvDriver) ErrorCode(err error) driver.ErrorCode { return ErrorCode(err)
 func ErrorCode(err error) driver.ErrorCode {
 	if errors.Is(err, errNoVersions) {
 		return driver.NotFound
+	}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return driver.PermissionDenied // Entra refused the app's credentials
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
