@@ -254,8 +254,14 @@ func TestConcurrentClientsAgree(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
 		wg.Add(2)
-		go func() { defer wg.Done(); a.SetSecret(ctx, "c", secretstore.SetParams{Value: fmt.Sprint("a", i), Enabled: true}) }()
-		go func() { defer wg.Done(); b.SetSecret(ctx, "c", secretstore.SetParams{Value: fmt.Sprint("b", i), Enabled: true}) }()
+		go func() {
+			defer wg.Done()
+			a.SetSecret(ctx, "c", secretstore.SetParams{Value: fmt.Sprint("a", i), Enabled: true})
+		}()
+		go func() {
+			defer wg.Done()
+			b.SetSecret(ctx, "c", secretstore.SetParams{Value: fmt.Sprint("b", i), Enabled: true})
+		}()
 	}
 	wg.Wait()
 	va, err1 := a.ListVersions(ctx, "c")
