@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelauth/modelauth/shared/secretstore/filestore"
+	"github.com/modelauth/modelauth/functions"
+	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/keyvaulttest"
 )
 
 // This end-to-end test stages the app with `make stage`, starts the local
@@ -77,7 +80,7 @@ type app struct {
 
 // startApp stages the function app into a temporary folder with the given
 // service configuration and starts the local host on it.
-func startApp(t *testing.T, services string, settings map[string]string) *app {
+func startApp(t *testing.T, services string, env []string) *app {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -100,9 +103,6 @@ func startApp(t *testing.T, services string, settings map[string]string) *app {
 		"KEY_CACHE_TTL":            "30s",
 		"LOG_LEVEL":                "debug",
 	}
-	for k, v := range settings {
-		values[k] = v
-	}
 	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
 	if err := os.WriteFile(filepath.Join(appDir, "local.settings.json"), ls, 0o600); err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func startApp(t *testing.T, services string, settings map[string]string) *app {
 	logs := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd := exec.Command(host, "--app", appDir, "--port", "0")
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...) // the environment wins over local settings
 	cmd.Stdout = io.MultiWriter(logs, pw)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -153,7 +153,21 @@ func startApp(t *testing.T, services string, settings map[string]string) *app {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the local host printed no URL:\n%s", logs.String())
 	}
-	store, err := filestore.Open(dataDir, nil)
+	// Read the administrator key from the app's store, as `make admin-key`
+	// (cmd/secretctl) does.
+	settings := config.DefaultSettings()
+	settings.DataDir = dataDir
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v) // for azidentity, in this process
+		switch k {
+		case "KEYVAULT_URL":
+			settings.KeyVaultURL = v
+		case "AZURE_AUTHORITY_HOST":
+			settings.AuthorityHost = v
+		}
+	}
+	store, err := functions.OpenStore(settings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +237,33 @@ type keysBody struct {
 	PrimaryKey, SecondaryKey, ActiveKeyType string
 }
 
+// TestMain trusts the Key Vault test server's CA through SSL_CERT_FILE, in
+// this process and (inherited) in the handler's.
+func TestMain(m *testing.M) {
+	f, err := keyvaulttest.CertFile()
+	if err != nil {
+		log.Fatal(err)
+	}
+	os.Setenv("SSL_CERT_FILE", f)
+	code := m.Run()
+	os.RemoveAll(filepath.Dir(f))
+	os.Exit(code)
+}
+
 func TestEndToEndKeyAuth(t *testing.T) {
+	t.Run("file store", func(t *testing.T) { keyAuthScenario(t, nil, nil) })
+	t.Run("key vault", func(t *testing.T) {
+		kv := keyvaulttest.NewServer(t, nil)
+		keyAuthScenario(t, kv.Env(), []string{kv.ClientSecret})
+		if st := kv.Stats(); st.TokensIssued == 0 || st.Get == 0 || st.Set == 0 {
+			t.Errorf("the app did not use the vault: %+v", st)
+		}
+	})
+}
+
+// keyAuthScenario drives every key-auth feature through the local host;
+// env selects the store. secrets are more values the logs must not hold.
+func keyAuthScenario(t *testing.T, env []string, secrets []string) {
 	type seen struct {
 		path   string
 		header http.Header
@@ -248,9 +288,9 @@ func TestEndToEndKeyAuth(t *testing.T) {
 		{"name":"iris2","authMode":"key"},
 		{"name":"open","authMode":"none"},
 		{"name":"tok","authMode":"token"}
-	]}`, nil)
+	]}`, env)
 	admin := "Bearer " + a.adminKey
-	issued := []string{a.adminKey}
+	issued := append([]string{a.adminKey}, secrets...)
 
 	// get_keys: only for the administrator.
 	r := a.do(t, "GET", "/api/services/iris/keys", "", "")
