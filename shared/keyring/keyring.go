@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,38 @@ var (
 
 // Secret names of design.md section 4.
 const AdminKeySecret = "admin-key"
+
+// ActiveSecret returns the name of the secret holding a copy of a service's
+// active key: what clients read. Its tag "slot" names the key it copies.
+func ActiveSecret(service string) string { return "svc-" + service + "-active" }
+
+// Tags on key secrets (design.md section 4).
+const (
+	TagState     = "state"     // "current" or "staged"
+	TagRotation  = "rotation"  // the id of the rotation that staged a version
+	TagActivated = "activated" // Unix seconds when a version became current
+	TagSlot      = "slot"      // on the active copy: "primary" or "secondary"
+	StateCurrent = "current"
+	StateStaged  = "staged"
+)
+
+// ServiceTags returns the tags of a new current version of a service key.
+func ServiceTags(service string) map[string]string {
+	return map[string]string{"managed-by": "modelauth", "kind": "service-key", "service": service, TagState: StateCurrent}
+}
+
+// ActiveTags returns the tags of the active copy of kt's key.
+func ActiveTags(service string, kt KeyType) map[string]string {
+	return map[string]string{"managed-by": "modelauth", "kind": "active-key", "service": service, TagSlot: strings.ToLower(string(kt))}
+}
+
+// KeyTypeOfSlot reads an active copy's slot tag.
+func KeyTypeOfSlot(tags map[string]string) KeyType {
+	if strings.EqualFold(tags[TagSlot], string(Secondary)) {
+		return Secondary
+	}
+	return Primary
+}
 
 // KeySecret returns the secret name of one of a service's keys.
 func KeySecret(service string, kt KeyType) string {
@@ -134,19 +167,16 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 		r.opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	for _, s := range services {
-		r.sets[s] = &keySet{ring: r, id: s, slots: []slot{
-			{label: string(Primary), secret: KeySecret(s, Primary), tags: serviceTags(s)},
-			{label: string(Secondary), secret: KeySecret(s, Secondary), tags: serviceTags(s)},
+		r.sets[s] = &keySet{ring: r, id: s, service: s, slots: []slot{
+			{label: string(Primary), secret: KeySecret(s, Primary), tags: ServiceTags(s)},
+			{label: string(Secondary), secret: KeySecret(s, Secondary), tags: ServiceTags(s)},
+			{secret: ActiveSecret(s), active: true}, // labelled by its slot tag
 		}}
 	}
 	r.sets[adminSetID] = &keySet{ring: r, id: "admin", slots: []slot{
 		{label: "admin", secret: AdminKeySecret, tags: map[string]string{"managed-by": "modelauth", "kind": "admin-key"}},
 	}}
 	return r
-}
-
-func serviceTags(service string) map[string]string {
-	return map[string]string{"managed-by": "modelauth", "kind": "service-key", "service": service, "state": "current"}
 }
 
 // Validate checks a key presented for service and returns which key it is.
@@ -200,7 +230,20 @@ func (r *Ring) Get(ctx context.Context, service string) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{PrimaryKey: vals[0], SecondaryKey: vals[1], ActiveKeyType: Primary}, nil
+	return keysOf(vals), nil
+}
+
+// keysOf is get_keys from a service's three reads: the active key is the
+// active copy, the other key its slot's newest version.
+func keysOf(vals []read) Keys {
+	kt := KeyTypeOfSlot(vals[2].tags)
+	k := Keys{PrimaryKey: vals[0].value, SecondaryKey: vals[1].value, ActiveKeyType: kt}
+	if kt == Secondary {
+		k.SecondaryKey = vals[2].value
+	} else {
+		k.PrimaryKey = vals[2].value
+	}
+	return k
 }
 
 // Regenerate replaces one of a service's keys with value, or with a new
@@ -227,12 +270,35 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 		i = 1
 	}
 	sl := ks.slots[i]
-	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: sl.tags}); err != nil {
+	// The new version keeps the slot's place in rotation: current, with
+	// the same activation time.
+	tags := maps.Clone(sl.tags)
+	prev, err := r.store.GetSecret(ctx, sl.secret, "")
+	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	// The old value stops working here at once, even if the read below
-	// fails.
+	if a := prev.Tags[TagActivated]; a != "" {
+		tags[TagActivated] = a
+	}
+	active, err := r.store.GetSecret(ctx, ActiveSecret(service), "")
+	if err != nil && secretstore.Code(err) != secretstore.NotFound {
+		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: tags}); err != nil {
+		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// The old value stops working here at once, even if a write or the
+	// read below fails (the active copy of it too: same label).
 	ks.replace(sl.label, value)
+	if err == nil && KeyTypeOfSlot(active.Tags) == kt {
+		// Replacing the active key: its copy must follow, or validators
+		// would keep accepting the old value through it.
+		if _, err := r.store.SetSecret(ctx, ActiveSecret(service), secretstore.SetParams{
+			Value: value, Enabled: true, Tags: ActiveTags(service, kt),
+		}); err != nil {
+			return Keys{}, fmt.Errorf("%w: updating %s: %w", ErrWritten, ActiveSecret(service), err)
+		}
+	}
 	keys, err := r.Get(ctx, service)
 	if err != nil {
 		return Keys{}, fmt.Errorf("%w: %w", ErrWritten, err)
@@ -255,13 +321,24 @@ type slot struct {
 	label  string
 	secret string
 	tags   map[string]string
+	// active marks a service's active copy: created from the Primary,
+	// labelled with the key type its slot tag names.
+	active  bool
+	initial string // the value to create the secret with; "" for a new key
+}
+
+// read is one slot's newest version as load read it.
+type read struct {
+	value string
+	tags  map[string]string
 }
 
 // keySet is the cached hashes of one set of secrets.
 type keySet struct {
-	ring  *Ring
-	id    string
-	slots []slot
+	ring    *Ring
+	id      string
+	service string // "" for the administrator key
+	slots   []slot
 
 	snap atomic.Pointer[snapshot]
 
@@ -354,7 +431,7 @@ func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapsho
 // reload reads the store now, whatever the cache holds, and returns the
 // values read. A slot whose newest version is disabled gives ErrDisabled,
 // after the cache was refreshed without it.
-func (ks *keySet) reload(ctx context.Context) ([]string, error) {
+func (ks *keySet) reload(ctx context.Context) ([]read, error) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	vals, err := ks.load(ctx)
@@ -362,7 +439,7 @@ func (ks *keySet) reload(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	for i, v := range vals {
-		if v == "" {
+		if v.value == "" {
 			return nil, fmt.Errorf("%w: %s", ErrDisabled, ks.slots[i].secret)
 		}
 	}
@@ -372,22 +449,38 @@ func (ks *keySet) reload(ctx context.Context) ([]string, error) {
 // load reads every slot's newest version, creating missing secrets, and
 // publishes a new snapshot. A slot whose newest version is disabled gets
 // the value "" and accepts nothing. ks.mu must be held.
-func (ks *keySet) load(ctx context.Context) ([]string, error) {
+func (ks *keySet) load(ctx context.Context) ([]read, error) {
 	// The TTL counts from before the reads, so a slow store does not
 	// lengthen it.
 	start := ks.ring.opts.Now()
-	vals := make([]string, len(ks.slots))
+	vals := make([]read, len(ks.slots))
 	var set apikey.Set
+	disabled := map[string]bool{}
 	for i, sl := range ks.slots {
-		v, err := ks.readOrCreate(ctx, sl)
+		if sl.active {
+			// Created, when missing, as a copy of the Primary.
+			sl.tags = ActiveTags(ks.service, Primary)
+			sl.initial = vals[0].value
+		}
+		sec, err := ks.readOrCreate(ctx, sl)
 		switch {
 		case errors.Is(err, ErrDisabled):
+			disabled[sl.label] = true
 			continue
 		case err != nil:
 			return nil, err
 		}
-		vals[i] = v
-		set = set.Add(sl.label, v)
+		label := sl.label
+		if sl.active {
+			label = string(KeyTypeOfSlot(sec.Tags))
+			if disabled[label] {
+				// An operator disabled that key: its copy goes with it.
+				vals[i] = read{"", sec.Tags}
+				continue
+			}
+		}
+		vals[i] = read{sec.Value, sec.Tags}
+		set = set.Add(label, sec.Value)
 	}
 	ks.snap.Store(&snapshot{set: set, loaded: start})
 	return vals, nil
@@ -403,31 +496,34 @@ func (ks *keySet) replace(label, value string) {
 	}
 }
 
-func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (string, error) {
+func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (secretstore.Secret, error) {
 	store := ks.ring.store
 	sec, err := store.GetSecret(ctx, sl.secret, "")
 	switch secretstore.Code(err) {
 	case secretstore.Unknown:
 		if err == nil {
-			return sec.Value, nil
+			return sec, nil
 		}
 	case secretstore.NotFound:
-		v, gerr := apikey.Generate()
-		if gerr != nil {
-			return "", gerr
+		v := sl.initial
+		if v == "" {
+			var gerr error
+			if v, gerr = apikey.Generate(); gerr != nil {
+				return sec, gerr
+			}
 		}
 		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: v, Enabled: true, Tags: sl.tags}); err != nil {
-			return "", fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
+			return sec, fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
 		}
 		ks.ring.opts.Logger.Info("key_created", "secret", sl.secret)
 		// Another instance may have created it at the same moment: the
 		// newest version is the one every instance converges on.
 		sec, err = store.GetSecret(ctx, sl.secret, "")
 		if err == nil {
-			return sec.Value, nil
+			return sec, nil
 		}
 	case secretstore.Disabled:
-		return "", fmt.Errorf("%w: %s", ErrDisabled, sl.secret)
+		return sec, fmt.Errorf("%w: %s", ErrDisabled, sl.secret)
 	}
-	return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return sec, fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

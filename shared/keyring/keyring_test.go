@@ -17,13 +17,14 @@ import (
 // memDriver is a minimal in-memory driver with switchable failures, enough
 // for the ring: newest-version reads and writes.
 type memDriver struct {
-	mu       sync.Mutex
-	versions map[string][]driver.Secret
-	gets     atomic.Int64
-	down     atomic.Bool
-	throttle atomic.Bool // answer every read as throttled for 10 s
-	getsDown atomic.Bool // fail reads only
-	disabled map[string]bool
+	mu            sync.Mutex
+	versions      map[string][]driver.Secret
+	gets          atomic.Int64
+	down          atomic.Bool
+	throttle      atomic.Bool // answer every read as throttled for 10 s
+	getsDown      atomic.Bool // fail reads only
+	setBreaksGets atomic.Bool // the next write succeeds, then reads fail
+	disabled      map[string]bool
 }
 
 var (
@@ -38,6 +39,9 @@ func newMem() *memDriver {
 func (m *memDriver) SetSecret(_ context.Context, name string, p driver.SetParams) (driver.Properties, error) {
 	if m.down.Load() {
 		return driver.Properties{}, errDown
+	}
+	if m.setBreaksGets.Swap(false) {
+		defer m.getsDown.Store(true)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -256,13 +260,14 @@ func TestUnknownKeyRefreshIsRateLimited(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		r.Validate(ctx, "iris", fmt.Sprintf("guess-%d", i))
 	}
-	if n := m.gets.Load() - start; n > 2 { // one refresh reads two secrets
-		t.Fatalf("100 wrong keys within a second caused %d store reads; want at most 2", n)
+	// One refresh reads three secrets: both keys and the active copy.
+	if n := m.gets.Load() - start; n > 3 {
+		t.Fatalf("100 wrong keys within a second caused %d store reads; want at most 3", n)
 	}
 	c.Advance(time.Second)
 	r.Validate(ctx, "iris", "guess")
-	if n := m.gets.Load() - start; n != 4 {
-		t.Fatalf("after the interval: %d reads; want 4", n)
+	if n := m.gets.Load() - start; n != 6 {
+		t.Fatalf("after the interval: %d reads; want 6", n)
 	}
 	// Correct keys cost no store read while the cache is fresh.
 	keys, _ := r.Get(ctx, "iris")
@@ -412,7 +417,7 @@ func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
 	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
 	r := newRing(m, c)
 	before, _ := r.Get(ctx, "iris")
-	m.getsDown.Store(true)
+	m.setBreaksGets.Store(true)
 	_, err := r.Regenerate(ctx, "iris", Primary, "")
 	if !errors.Is(err, ErrWritten) {
 		t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
