@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,12 +274,19 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 	// The new version keeps the slot's place in rotation: current, with
 	// the same activation time.
 	tags := maps.Clone(sl.tags)
-	prev, err := r.store.GetSecret(ctx, sl.secret, "")
+	versions, err := r.store.ListVersions(ctx, sl.secret)
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if a := prev.Tags[TagActivated]; a != "" {
-		tags[TagActivated] = a
+	for _, v := range versions { // newest first: the slot's current version
+		if v.Tags[TagState] == StateStaged {
+			continue
+		}
+		tags[TagActivated] = v.Tags[TagActivated]
+		if tags[TagActivated] == "" {
+			tags[TagActivated] = strconv.FormatInt(v.Created.Unix(), 10)
+		}
+		break
 	}
 	active, err := r.store.GetSecret(ctx, ActiveSecret(service), "")
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {

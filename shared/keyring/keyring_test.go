@@ -78,8 +78,21 @@ var (
 	errDisabled = errors.New("disabled")
 )
 
-func (m *memDriver) ListVersions(context.Context, string) ([]driver.Properties, error) {
-	return nil, errors.New("not used")
+func (m *memDriver) ListVersions(_ context.Context, name string) ([]driver.Properties, error) {
+	if m.down.Load() {
+		return nil, errDown
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vs := m.versions[name]
+	if len(vs) == 0 {
+		return nil, errNotFound
+	}
+	out := make([]driver.Properties, 0, len(vs))
+	for i := len(vs) - 1; i >= 0; i-- {
+		out = append(out, vs[i].Properties)
+	}
+	return out, nil
 }
 
 func (m *memDriver) UpdateProperties(context.Context, string, string, driver.Update) (driver.Properties, error) {
