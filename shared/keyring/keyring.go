@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,9 +281,8 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 		if v.Tags[TagState] == StateStaged {
 			continue
 		}
-		tags[TagActivated] = v.Tags[TagActivated]
-		if tags[TagActivated] == "" {
-			tags[TagActivated] = strconv.FormatInt(v.Created.Unix(), 10)
+		if a := v.Tags[TagActivated]; a != "" {
+			tags[TagActivated] = a
 		}
 		break
 	}
@@ -301,8 +299,12 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 	if err == nil && KeyTypeOfSlot(active.Tags) == kt {
 		// Replacing the active key: its copy must follow, or validators
 		// would keep accepting the old value through it.
+		copyTags := ActiveTags(service, kt)
+		if a := tags[TagActivated]; a != "" {
+			copyTags[TagActivated] = a
+		}
 		if _, err := r.store.SetSecret(ctx, ActiveSecret(service), secretstore.SetParams{
-			Value: value, Enabled: true, Tags: ActiveTags(service, kt),
+			Value: value, Enabled: true, Tags: copyTags,
 		}); err != nil {
 			return Keys{}, fmt.Errorf("%w: updating %s: %w", ErrWritten, ActiveSecret(service), err)
 		}

@@ -21,8 +21,9 @@
 //     the active copy.
 //
 // The active key is the one whose current version (the newest with
-// state=current) has the larger activated time; a version without that tag
-// counts as activated when created, and a tie goes to the Primary.
+// state=current) has the larger activated time; keys never rotated have
+// none, and a tie goes to the Primary. The period of keys never rotated
+// counts from their creation.
 // Validators accept the newest version of each key secret and the active
 // copy, so a key told to clients keeps working until the next rotation is
 // due.
@@ -86,11 +87,21 @@ type Version struct {
 func (v Version) staged() bool  { return v.Tags[keyring.TagState] == keyring.StateStaged }
 func (v Version) current() bool { return v.Tags[keyring.TagState] != keyring.StateStaged }
 
-// Activated is when the version became current: its activated tag, else
-// its creation time.
+// Activated is when a rotation made the version current, from its
+// activated tag; the zero time for keys as first created (or a tag that
+// does not parse).
 func (v Version) Activated() time.Time {
 	if s, err := strconv.ParseInt(v.Tags[keyring.TagActivated], 10, 64); err == nil {
 		return time.Unix(s, 0)
+	}
+	return time.Time{}
+}
+
+// since is when the version started counting towards the next rotation:
+// its activation, or its creation for keys never rotated.
+func (v Version) since() time.Time {
+	if a := v.Activated(); !a.IsZero() {
+		return a
 	}
 	return v.Created
 }
@@ -141,7 +152,7 @@ func (s State) DueAt(p Policy) time.Time {
 	if !ok {
 		return time.Time{}
 	}
-	return cur.Activated().Add(p.Period)
+	return cur.since().Add(p.Period)
 }
 
 // Due reports whether a rotation is due at now: a pure function of the
@@ -273,11 +284,19 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 		res, err = r.fail(service, "", "read_state", err)
 		return res, false, err
 	}
-	if err := r.repairActiveCopy(ctx, service, st); err != nil {
+	repaired, err := r.repairActiveCopy(ctx, service, st)
+	if err != nil {
 		res, err = r.fail(service, "", "repair_active_copy", err)
 		return res, false, err
 	}
 	active := st.Active()
+	if cur, _ := st.Slots[active].Current(); repaired && cur.Tags[keyring.TagRotation] != "" {
+		// A crash cut a rotation short after it activated the key: writing
+		// the copy was its last step, so it is complete now.
+		id := cur.Tags[keyring.TagRotation]
+		log.Info("rotation_completed", "service", service, "rotation", id, "keyType", string(keyTypes[active]), "resumed", true)
+		return Result{Outcome: Completed, Rotation: id, KeyType: keyTypes[active]}, false, nil
+	}
 	inactive := 1 - active
 	kt := keyTypes[inactive]
 	secret := keyring.KeySecret(service, kt)
@@ -351,7 +370,7 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 		return res, false, nil
 	}
 	activated := r.now().Truncate(time.Second)
-	if other, ok := now.Slots[active].Current(); ok && !activated.After(other.Activated()) {
+	if other, ok := now.Slots[active].Current(); ok && !activated.After(other.Activated()) && !other.Activated().IsZero() {
 		activated = other.Activated().Add(time.Second) // strictly later: the tie must not matter
 	}
 	exp := activated.Add(policy.Period + ExpiryMargin)
@@ -363,8 +382,18 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 		return res, false, err
 	}
 	r.step(service, "activated")
+	// Tell clients, unless a newer activation reached the copy meanwhile.
+	mine := Version{ID: staged.ID, Tags: tags}
+	if have, err := r.Store.GetSecret(ctx, keyring.ActiveSecret(service), ""); err != nil && secretstore.Code(err) != secretstore.NotFound {
+		res, err = r.fail(service, id, "finish_active_copy", err)
+		return res, false, err
+	} else if err == nil && !mine.Activated().After(copyActivated(have.Tags)) {
+		log.Info("rotation_superseded", "service", service, "rotation", id, "keyType", string(kt), "after", "activation")
+		res.Outcome = Superseded
+		return res, false, nil
+	}
 	if _, err := r.Store.SetSecret(ctx, keyring.ActiveSecret(service), secretstore.SetParams{
-		Value: sec.Value, Enabled: true, Tags: keyring.ActiveTags(service, kt),
+		Value: sec.Value, Enabled: true, Tags: copyTags(service, kt, mine),
 	}); err != nil {
 		res, err = r.fail(service, id, "finish_active_copy", err)
 		return res, false, err
@@ -377,29 +406,50 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 
 // repairActiveCopy writes the active key's current value to the active copy
 // when a crash left the copy behind (or it does not exist).
-func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State) error {
+func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State) (repaired bool, err error) {
 	active := st.Active()
 	cur, ok := st.Slots[active].Current()
 	if !ok {
-		return nil // no keys yet: the validators create them
+		return false, nil // no keys yet: the validators create them
 	}
 	kt := keyTypes[active]
-	want, err := r.Store.GetSecret(ctx, keyring.KeySecret(service, kt), cur.ID)
-	if err != nil {
-		return err
-	}
 	have, err := r.Store.GetSecret(ctx, keyring.ActiveSecret(service), "")
 	switch {
-	case err == nil && keyring.KeyTypeOfSlot(have.Tags) == kt && have.Value == want.Value:
-		return nil
 	case err != nil && secretstore.Code(err) != secretstore.NotFound:
-		return err
+		return false, err
+	case err == nil && !cur.Activated().After(copyActivated(have.Tags)):
+		// The copy is as new as the state this run read, or newer (the
+		// state may be stale): only ever move it forward.
+		return false, nil
 	}
-	_, err = r.Store.SetSecret(ctx, keyring.ActiveSecret(service), secretstore.SetParams{Value: want.Value, Enabled: true, Tags: keyring.ActiveTags(service, kt)})
-	if err == nil {
-		r.log().Info("rotation_active_copy_repaired", "service", service, "keyType", string(kt))
+	want, err := r.Store.GetSecret(ctx, keyring.KeySecret(service, kt), cur.ID)
+	if err != nil {
+		return false, err
 	}
-	return err
+	if _, err := r.Store.SetSecret(ctx, keyring.ActiveSecret(service), secretstore.SetParams{
+		Value: want.Value, Enabled: true, Tags: copyTags(service, kt, cur),
+	}); err != nil {
+		return false, err
+	}
+	r.log().Info("rotation_active_copy_repaired", "service", service, "keyType", string(kt))
+	return true, nil
+}
+
+// copyTags are the active copy's tags for version v of kt's key: its slot,
+// rotation id and activation, which order copies without compare-and-swap.
+func copyTags(service string, kt keyring.KeyType, v Version) map[string]string {
+	tags := keyring.ActiveTags(service, kt)
+	for _, k := range []string{keyring.TagRotation, keyring.TagActivated} {
+		if x := v.Tags[k]; x != "" {
+			tags[k] = x
+		}
+	}
+	return tags
+}
+
+// copyActivated is the activation the active copy carries: zero if none.
+func copyActivated(tags map[string]string) time.Time {
+	return Version{Tags: tags}.Activated()
 }
 
 func newID() string {

@@ -1,0 +1,283 @@
+package rotation_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/rotation"
+	"github.com/modelauth/modelauth/shared/secretstore"
+)
+
+var (
+	interleavings = flag.Int("interleavings", 4000, "seeded interleavings of two rotations and a crash")
+	seedFlag      = flag.Uint64("seed", 0, "replay one interleaving (the seed a failure printed)")
+)
+
+var errCrashed = errors.New("process crashed")
+
+// vclock is the virtual clock of an interleaving: each store call takes a
+// second.
+type vclock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *vclock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *vclock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type actorKey struct{}
+
+// actor is one process running a rotation: every store call it makes waits
+// for the scheduler's permission, which may instead kill it.
+type actor struct {
+	id     int
+	permit chan bool
+	dead   bool
+}
+
+// scheduler runs actors one store call at a time, in an order drawn from a
+// seeded generator, and may crash one of them at any store call.
+type scheduler struct {
+	rng    *rand.Rand
+	events chan int // an actor id at a gate, or -1-id when it finished
+	clock  *vclock
+	trace  []string // what each permitted call was, for a failure report
+}
+
+func (s *scheduler) before(ctx context.Context, op string) error {
+	a, _ := ctx.Value(actorKey{}).(*actor)
+	if a == nil {
+		s.clock.Advance(time.Second)
+		return nil // set-up and checks run outside the schedule
+	}
+	if a.dead {
+		return errCrashed
+	}
+	s.events <- a.id
+	if !<-a.permit {
+		a.dead = true
+		s.trace = append(s.trace, fmt.Sprintf("actor %d crashes at %s", a.id, op))
+		return errCrashed
+	}
+	s.trace = append(s.trace, fmt.Sprintf("actor %d: %s", a.id, op))
+	s.clock.Advance(time.Second)
+	return nil
+}
+
+const service = "svc"
+
+// world is the store of one interleaving and what clients were told.
+type world struct {
+	drv   *memDriver
+	store *secretstore.Store
+	clock *vclock
+	told  map[string]bool // every value the active copy ever held
+}
+
+// accepted is what every validator accepts once its cache is fresh: the
+// newest version of each key secret and the active copy.
+func (w *world) accepted() map[string]bool {
+	return map[string]bool{
+		w.drv.newest(keyring.KeySecret(service, keyring.Primary)):   true,
+		w.drv.newest(keyring.KeySecret(service, keyring.Secondary)): true,
+		w.drv.newest(keyring.ActiveSecret(service)):                 true,
+	}
+}
+
+// observe records what a client reading the active key now is told, and
+// checks that no key told so far stopped working: every rotation here is
+// due at the start, so the next one is a period away.
+func (w *world) observe() error {
+	w.told[w.drv.newest(keyring.ActiveSecret(service))] = true
+	acc := w.accepted()
+	for k := range w.told {
+		if !acc[k] {
+			return errors.New("a key told to clients stopped working before the next rotation was due")
+		}
+	}
+	return nil
+}
+
+func newRotator(w *world) *rotation.Rotator {
+	ring := keyring.New(w.store, []string{service}, &keyring.Options{TTL: time.Nanosecond, Now: w.clock.Now})
+	return &rotation.Rotator{
+		Store:     w.store,
+		Validator: ring, // each process has its own validators
+		TTL:       30 * time.Second,
+		Policy: func(string) rotation.Policy {
+			return rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
+		},
+		Now:   w.clock.Now,
+		Sleep: func(_ context.Context, d time.Duration) error { w.clock.Advance(d); return nil },
+	}
+}
+
+// interleave runs two rotations of one service, due, under a seeded
+// schedule with at most one crash, then a recovery run, and checks the
+// invariant of design.md section 5 after every store call and at the end.
+func interleave(seed uint64) (stats string, err error) {
+	clock := &vclock{now: time.Unix(1_800_000_000, 0)}
+	var s *scheduler
+	defer func() {
+		if err != nil && *seedFlag != 0 {
+			err = fmt.Errorf("%w\ntrace:\n%s", err, strings.Join(s.trace, "\n"))
+		}
+	}()
+	s = &scheduler{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), events: make(chan int), clock: clock}
+	drv := newMemDriver(clock.Now)
+	drv.before = s.before
+	w := &world{drv: drv, store: secretstore.New(drv), clock: clock, told: map[string]bool{}}
+	ctx := context.Background()
+
+	// The keys exist and were told; then a period passes.
+	if _, err := keyring.New(w.store, []string{service}, nil).Get(ctx, service); err != nil {
+		return "", err
+	}
+	if err := w.observe(); err != nil {
+		return "", err
+	}
+	clock.Advance(31 * 24 * time.Hour)
+
+	const n = 2
+	actors := make([]*actor, n)
+	results := make([]rotation.Result, n)
+	for i := range actors {
+		actors[i] = &actor{id: i, permit: make(chan bool)}
+		r := newRotator(w)
+		go func() {
+			results[i], _ = r.Run(context.WithValue(ctx, actorKey{}, actors[i]), service, false)
+			s.events <- -1 - i
+		}()
+	}
+	crashes, calls := 1, 0
+	running, alive := n, n
+	var gated []int
+	for alive > 0 {
+		for running > 0 {
+			ev := <-s.events
+			running--
+			if ev >= 0 {
+				gated = append(gated, ev)
+			} else {
+				alive--
+			}
+		}
+		if err := w.observe(); err != nil {
+			return "", err
+		}
+		if len(gated) == 0 {
+			break
+		}
+		i := s.rng.IntN(len(gated))
+		a := gated[i]
+		gated = append(gated[:i], gated[i+1:]...)
+		crash := crashes > 0 && s.rng.IntN(12) == 0
+		if crash {
+			crashes--
+		}
+		calls++
+		running++
+		actors[a].permit <- !crash
+	}
+
+	// A later run (the next timer tick) finishes whatever a crash left.
+	recovery, err := newRotator(w).Run(ctx, service, false)
+	if err != nil {
+		return "", fmt.Errorf("recovery run: %w", err)
+	}
+	if err := w.observe(); err != nil {
+		return "", err
+	}
+
+	// Exactly one new key took effect: one rotation id completed, and it is
+	// the only id on a current version.
+	completed := map[string]bool{}
+	for _, r := range append(results, recovery) {
+		if r.Outcome == rotation.Completed {
+			completed[r.Rotation] = true
+		}
+	}
+	current := map[string]bool{}
+	for _, kt := range []keyring.KeyType{keyring.Primary, keyring.Secondary} {
+		for _, v := range drv.all(keyring.KeySecret(service, kt)) {
+			if id := v.Tags[keyring.TagRotation]; id != "" && v.Tags[keyring.TagState] == keyring.StateCurrent {
+				current[id] = true
+			}
+		}
+	}
+	if len(completed) != 1 || len(current) != 1 {
+		return "", fmt.Errorf("completed rotations %v, current rotation versions %v: want exactly one", completed, current)
+	}
+	for id := range completed {
+		if !current[id] {
+			return "", fmt.Errorf("completed rotation %s has no current version", id)
+		}
+	}
+	if len(w.told) != 2 {
+		return "", fmt.Errorf("clients were told %d active keys; want the old one and one new one", len(w.told))
+	}
+	// The active copy holds the active key, as the tags say.
+	st, err := newRotator(w).ReadState(ctx, service)
+	if err != nil {
+		return "", err
+	}
+	kt := []keyring.KeyType{keyring.Primary, keyring.Secondary}[st.Active()]
+	cur, _ := st.Slots[st.Active()].Current()
+	want, err := w.store.GetSecret(ctx, keyring.KeySecret(service, kt), cur.ID)
+	if err != nil {
+		return "", err
+	}
+	if drv.newest(keyring.ActiveSecret(service)) != want.Value {
+		return "", errors.New("the active copy does not hold the active key")
+	}
+	keys, err := keyring.New(w.store, []string{service}, nil).Get(ctx, service)
+	if err != nil || keys.ActiveKeyType != kt {
+		return "", fmt.Errorf("get_keys says %q active (%v); the tags say %q", keys.ActiveKeyType, err, kt)
+	}
+	crashed := "no crash"
+	if crashes == 0 {
+		crashed = "a crash"
+	}
+	return fmt.Sprintf("%d scheduled store calls, %s, outcomes %s/%s/%s", calls, crashed,
+		results[0].Outcome, results[1].Outcome, recovery.Outcome), nil
+}
+
+// TestInterleavings checks the invariant of design.md section 5 over
+// seeded interleavings of two rotations of one service and a crash at any
+// store call: exactly one new key takes effect, and no key told to a client
+// stops working before the next rotation is due.
+func TestInterleavings(t *testing.T) {
+	seeds := make([]uint64, 0, *interleavings)
+	if *seedFlag != 0 {
+		seeds = append(seeds, *seedFlag)
+	} else {
+		for i := 1; i <= *interleavings; i++ {
+			seeds = append(seeds, uint64(i))
+		}
+	}
+	outcomes := map[string]int{}
+	for _, seed := range seeds {
+		stats, err := interleave(seed)
+		if err != nil {
+			t.Fatalf("seed %d (replay with go test ./shared/rotation -run TestInterleavings -seed %d): %v", seed, seed, err)
+		}
+		outcomes[stats[len(stats)-30:]]++
+		_ = stats
+	}
+	t.Logf("%d interleavings passed", len(seeds))
+	if len(seeds) >= 100 && len(outcomes) < 3 {
+		t.Errorf("the schedules explored too little: outcome kinds %v", outcomes)
+	}
+}
