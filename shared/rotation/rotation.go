@@ -351,6 +351,15 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 		if err == nil {
 			err = fmt.Errorf("validated as %s, want %s", got, kt)
 		}
+		// A value staged over this one makes the test fail: that is
+		// another rotation's turn, not a failure.
+		if st, rerr := r.ReadState(ctx, service); rerr == nil {
+			if v, ok := st.Slots[inactive].Newest(); ok && v.ID != staged.ID {
+				log.Info("rotation_superseded", "service", service, "rotation", id, "keyType", string(kt))
+				res.Outcome = Superseded
+				return res, false, nil
+			}
+		}
 		res, err = r.fail(service, id, "test_validate", err)
 		return res, false, err
 	}
