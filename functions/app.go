@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/functions/keys"
+	"github.com/modelauth/modelauth/functions/keyvaultevents"
+	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/functions/score"
 	"github.com/modelauth/modelauth/functions/validate"
 	"github.com/modelauth/modelauth/shared/apierror"
@@ -24,6 +26,7 @@ import (
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
@@ -38,7 +41,10 @@ type App struct {
 	Config   *config.Config
 	Store    *secretstore.Store
 	Keys     *keyring.Ring
-	Log      *slog.Logger
+	// Rotator rotates the services' keys (rotatekeys, keyvaultevents and
+	// the rotate action).
+	Rotator *rotation.Rotator
+	Log     *slog.Logger
 }
 
 // NewApp loads the configuration, opens the secret store and makes sure the
@@ -68,7 +74,14 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 		store.Close()
 		return nil, fmt.Errorf("creating the administrator key: %w", err)
 	}
-	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Log: log}, nil
+	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: NewRotator(s, cfg, store, ring, log), Log: log}, nil
+}
+
+// NewRotator returns the rotator of the services' keys: the validators'
+// own ring tests a staged key, and the run waits one KEY_CACHE_TTL between
+// staging and activation.
+func NewRotator(s config.Settings, cfg *config.Config, store *secretstore.Store, ring *keyring.Ring, log *slog.Logger) *rotation.Rotator {
+	return &rotation.Rotator{Store: store, Validator: ring, TTL: s.KeyCacheTTL, Policy: cfg.Policy, Log: log}
 }
 
 // OpenStore opens Key Vault when KEYVAULT_URL is set, else the embedded
@@ -88,8 +101,9 @@ func OpenStore(s config.Settings) (*secretstore.Store, error) {
 	return azurekeyvault.Open(s.KeyVaultURL, cred, nil)
 }
 
-// Handler returns the custom handler's routes: the readiness probe and
-// every HTTP function at its forwarded /api path.
+// Handler returns the custom handler's routes: the readiness probe, every
+// HTTP function at its forwarded /api path, and the timer and Event Grid
+// functions at /<name>, where the host posts their invocation envelope.
 func (a *App) Handler() http.Handler {
 	services := &authn.Services{Config: a.Config, Keys: a.Keys}
 	admin := &authn.Admin{Keys: a.Keys}
@@ -107,10 +121,20 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/services/{service}/score", sc)
 	mux.Handle(RoutePrefix+"/services/{service}/score/{rest...}", sc)
 
-	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log}
+	rot := a.Rotator
+	if rot == nil {
+		rot = NewRotator(a.Settings, a.Config, a.Store, a.Keys, a.Log)
+	}
+	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log, Rotator: rot}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{$}", k) // {action?} empty
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
+
+	// Non-HTTP functions: the handlers answer other methods with 405.
+	rk := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, Log: a.Log}
+	mux.Handle("/rotatekeys", rk.Handler())
+	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, Log: a.Log}
+	mux.Handle("/keyvaultevents", kv.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))
 	}))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,6 +25,7 @@ type binding struct {
 	AuthLevel string   `json:"authLevel"`
 	Methods   []string `json:"methods"`
 	Route     string   `json:"route"`
+	Schedule  string   `json:"schedule"`
 }
 
 func readFunctions(t *testing.T) map[string][]binding {
@@ -67,8 +69,10 @@ func newTestApp(t testing.TB, services string) *App {
 }
 
 // TestFunctionJSONMatchesRoutes checks every function folder against what
-// the handler serves: anonymous, forwarding-eligible, and each route
-// template reaching a handler for each method.
+// the handler serves: HTTP functions anonymous, forwarding-eligible, and
+// each route template reaching a handler for each method; timer and Event
+// Grid functions (one trigger, no other binding) served at POST /<name>,
+// and a timer's %SETTING% schedule one the handler reads.
 func TestFunctionJSONMatchesRoutes(t *testing.T) {
 	a := newTestApp(t, `{"services":[{"name":"svc","authMode":"none"}]}`)
 	h := a.Handler()
@@ -84,6 +88,19 @@ func TestFunctionJSONMatchesRoutes(t *testing.T) {
 			} else {
 				out = append(out, b)
 			}
+		}
+		if len(in) == 1 && len(out) == 0 && (in[0].Type == "timerTrigger" || in[0].Type == "eventGridTrigger") {
+			req := httptest.NewRequest("POST", "/"+name, nil)
+			if _, pattern := h.(*router).mux.Handler(req); pattern == "" || pattern == "/" {
+				t.Errorf("%s: POST /%s reaches no handler (pattern %q)", name, name, pattern)
+			}
+			if in[0].Type == "timerTrigger" {
+				m := regexp.MustCompile(`^%([A-Z_]+)%$`).FindStringSubmatch(in[0].Schedule)
+				if m == nil || !slices.Contains(config.SettingNames, m[1]) {
+					t.Errorf("%s: schedule %q; want %%SETTING%% naming a setting the handler checks", name, in[0].Schedule)
+				}
+			}
+			continue
 		}
 		if len(in) != 1 || len(out) != 1 || in[0].Type != "httpTrigger" || out[0].Type != "http" {
 			t.Errorf("%s: want exactly one httpTrigger in and one http out (forwarding), got %+v", name, bs)
@@ -111,7 +128,7 @@ func TestFunctionJSONMatchesRoutes(t *testing.T) {
 		for _, m := range methods {
 			req := httptest.NewRequest(strings.ToUpper(m), path, nil)
 			_, pattern := h.(*router).mux.Handler(req)
-			if pattern == "" {
+			if pattern == "" || pattern == "/" {
 				t.Errorf("%s: %s %s reaches no handler", name, m, path)
 			}
 		}
@@ -125,7 +142,7 @@ func TestReadinessProbeAndUnknownPaths(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("GET / = %d", rec.Code)
 	}
-	for _, p := range []string{"/api/nothing", "/rotatekeys", "/api/services/x/keys/a/b"} {
+	for _, p := range []string{"/api/nothing", "/prefetchtokens", "/api/rotatekeys", "/api/services/x/keys/a/b"} {
 		rec := httptest.NewRecorder()
 		a.Handler().ServeHTTP(rec, httptest.NewRequest("POST", p, nil))
 		if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"code":"NotFound"`) {

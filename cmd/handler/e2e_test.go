@@ -102,6 +102,7 @@ func startApp(t *testing.T, services string, env []string) *app {
 		"MODELAUTH_DATA_DIR":       dataDir,
 		"KEY_CACHE_TTL":            "30s",
 		"LOG_LEVEL":                "debug",
+		"ROTATION_SCHEDULE":        "0 0 */6 * * *", // the host resolves %ROTATION_SCHEDULE% itself
 	}
 	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
 	if err := os.WriteFile(filepath.Join(appDir, "local.settings.json"), ls, 0o600); err != nil {

@@ -1,15 +1,26 @@
-// Package keys is the keys function: get_keys and regen_key for a
+// Package keys is the keys function: get_keys, regen_key and rotate for a
 // key-mode service, for administrators.
 //
 //	GET  /api/services/{service}/keys             get_keys
 //	POST /api/services/{service}/keys/regenerate  regen_key
+//	POST /api/services/{service}/keys/rotate      rotate now
 //
-// Both answer {"primaryKey","secondaryKey","activeKeyType"} with
+// All answer {"primaryKey","secondaryKey","activeKeyType"} with
 // Cache-Control: no-store, and write an audit event (caller and service,
-// never a key). Other actions are 404.
+// never a key). Other actions are 404; a service not in key mode is 409.
+//
+// rotate runs a forced rotation (design.md section 5) inside the request,
+// so it takes at least one KEY_CACHE_TTL (30 s by default): the new key is
+// staged, every instance is given the TTL to learn it, then it is tested
+// and activated. Its answer adds "rotation": {"outcome", "id", "keyType"}
+// (outcome completed, or superseded when a concurrent rotation finished
+// first; keyType is the key replaced). A failed rotation answers 503 and
+// leaves the keys that worked before working; the next run (timer, event
+// or rotate) finishes it.
 package keys
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,12 +28,33 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
 )
+
+// rotate runs a forced rotation and answers the keys after it.
+func (f *Function) rotate(w http.ResponseWriter, r *http.Request, subject, service string) error {
+	// The run goes on if the caller hangs up: it takes a key-cache TTL,
+	// and a run cut short would only be finished by the next one.
+	ctx := context.WithoutCancel(r.Context())
+	f.Log.Info("audit", "event", "rotate", "subject", subject, "service", service)
+	res, err := rotatekeys.Rotate(ctx, f.Keys, f.Rotator, f.Log, service, true)
+	if err != nil {
+		return apierror.Wrap(apierror.Unavailable, "the rotation failed; the keys that worked before still work, and the next rotation finishes or retries it (see the rotation_failed log event)", err)
+	}
+	keys, err := f.Keys.Get(ctx, service)
+	if err != nil {
+		return apierror.Wrap(apierror.Unavailable, "the keys were rotated, but could not be read back: read them with get_keys", err)
+	}
+	apierror.WriteJSON(w, http.StatusOK, rotated{Keys: keys, Rotation: Rotation{
+		Outcome: string(res.Outcome), ID: res.Rotation, KeyType: res.KeyType,
+	}})
+	return nil
+}
 
 // maxBody caps a regen_key request body.
 const maxBody = 4 << 10
@@ -33,6 +65,21 @@ type Function struct {
 	Keys   *keyring.Ring
 	Admin  *authn.Admin
 	Log    *slog.Logger
+	// Rotator runs the rotate action; nil answers it 404.
+	Rotator rotatekeys.Rotator
+}
+
+// Rotation is the rotate action's account of the run.
+type Rotation struct {
+	Outcome string          `json:"outcome"`
+	ID      string          `json:"id,omitempty"`
+	KeyType keyring.KeyType `json:"keyType,omitempty"`
+}
+
+// rotated is the rotate action's answer: the keys after the run.
+type rotated struct {
+	keyring.Keys
+	Rotation Rotation `json:"rotation"`
 }
 
 var _ http.Handler = (*Function)(nil)
@@ -57,6 +104,11 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		allow = http.MethodGet
 	case "regenerate":
 		allow = http.MethodPost
+	case "rotate":
+		if f.Rotator == nil {
+			return apierror.New(apierror.NotFound, "unknown action")
+		}
+		allow = http.MethodPost
 	default:
 		return apierror.New(apierror.NotFound, "unknown action")
 	}
@@ -80,13 +132,16 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		keys keyring.Keys
 		err  error
 	)
-	if action == "" {
+	switch action {
+	case "rotate":
+		return f.rotate(w, r, caller.Subject, svc.Name)
+	case "":
 		keys, err = f.Keys.Get(r.Context(), svc.Name)
 		if err != nil {
 			return storeError(err)
 		}
 		f.Log.Info("audit", "event", "get_keys", "subject", caller.Subject, "service", svc.Name)
-	} else {
+	default:
 		req, err := decodeRegen(r)
 		if err != nil {
 			return err

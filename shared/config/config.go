@@ -15,7 +15,14 @@
 // "none". Azure ML's own switches authEnabled and tokenAuthEnabled are
 // accepted too; key auth and token auth on together are refused, naming the
 // service. scoringUri, if present, is an absolute http or https URL without
-// credentials, query or fragment. Unknown fields are refused.
+// credentials, query or fragment.
+//
+// rotationPeriod and refreshInterval, both optional Go durations such as
+// "720h", are a key-mode service's rotation policy (design.md section 5):
+// how often its keys rotate (default 720h, 30 days) and how often its
+// clients re-read the active key (default 24h). A period shorter than twice
+// the refresh interval is refused, naming the service. Unknown fields are
+// refused.
 package config
 
 import (
@@ -28,6 +35,9 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/rotation"
 )
 
 // AuthMode is how callers of a service authenticate.
@@ -45,6 +55,25 @@ type Service struct {
 	Name       string
 	AuthMode   AuthMode
 	ScoringURI *url.URL // nil when the service has none
+	// Rotation is the key rotation policy, checked with
+	// [rotation.Policy.Check]; the defaults where the file sets none.
+	Rotation rotation.Policy
+}
+
+// DefaultPolicy is the rotation policy of a service that sets none:
+// [rotation.DefaultPeriod] (30 days) and [rotation.DefaultRefreshInterval]
+// (24 hours).
+func DefaultPolicy() rotation.Policy {
+	return rotation.Policy{Period: rotation.DefaultPeriod, RefreshInterval: rotation.DefaultRefreshInterval}
+}
+
+// Policy returns the named service's rotation policy, or the default for a
+// service not in the file. It suits [rotation.Rotator.Policy].
+func (c *Config) Policy(service string) rotation.Policy {
+	if s, ok := c.Service(service); ok {
+		return s.Rotation
+	}
+	return DefaultPolicy()
 }
 
 // Config is the checked configuration file.
@@ -77,6 +106,8 @@ type fileService struct {
 	AuthEnabled      *bool   `json:"authEnabled"`
 	TokenAuthEnabled *bool   `json:"tokenAuthEnabled"`
 	ScoringURI       *string `json:"scoringUri"`
+	RotationPeriod   *string `json:"rotationPeriod"`
+	RefreshInterval  *string `json:"refreshInterval"`
 }
 
 type file struct {
@@ -153,6 +184,27 @@ func checkService(i int, fs fileService) (Service, error) {
 			return Service{}, fmt.Errorf("service %q: scoringUri: %w", fs.Name, err)
 		}
 		s.ScoringURI = u
+	}
+	s.Rotation = DefaultPolicy()
+	for _, d := range []struct {
+		field string
+		raw   *string
+		dst   *time.Duration
+	}{
+		{"rotationPeriod", fs.RotationPeriod, &s.Rotation.Period},
+		{"refreshInterval", fs.RefreshInterval, &s.Rotation.RefreshInterval},
+	} {
+		if d.raw == nil {
+			continue
+		}
+		v, err := time.ParseDuration(strings.TrimSpace(*d.raw))
+		if err != nil || v <= 0 {
+			return Service{}, fmt.Errorf("service %q: %s %q: want a positive Go duration such as \"720h\"", fs.Name, d.field, clip(*d.raw))
+		}
+		*d.dst = v
+	}
+	if err := s.Rotation.Check(); err != nil {
+		return Service{}, fmt.Errorf("service %q: %w", fs.Name, err)
 	}
 	return s, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Settings are the app settings (environment variables) the function app
@@ -48,6 +50,32 @@ type Settings struct {
 	ScoreMaxBodyBytes int64
 	// LogLevel is LOG_LEVEL: debug, info, warn or error.
 	LogLevel slog.Level
+	// RotationSchedule is ROTATION_SCHEDULE: the rotatekeys timer's
+	// NCRONTAB schedule, 6 fields with seconds. The Functions host reads it
+	// itself (%ROTATION_SCHEDULE% in function.json); the handler checks it
+	// so that a bad value refuses the start.
+	RotationSchedule string
+}
+
+// DefaultRotationSchedule runs the rotatekeys timer every 6 hours, on the
+// hour (00:00, 06:00, 12:00, 18:00).
+const DefaultRotationSchedule = "0 0 */6 * * *"
+
+// ncrontab parses Azure Functions' 6-field NCRONTAB:
+// {second} {minute} {hour} {day} {month} {day-of-week}.
+var ncrontab = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// CheckSchedule checks a 6-field NCRONTAB expression, such as
+// "0 0 */6 * * *" (every 6 hours).
+func CheckSchedule(expr string) error {
+	expr = strings.TrimSpace(expr)
+	if n := len(strings.Fields(expr)); n != 6 {
+		return fmt.Errorf("want an NCRONTAB expression of 6 fields ({second} {minute} {hour} {day} {month} {day-of-week}), such as %q for every 6 hours; got %d fields", DefaultRotationSchedule, n)
+	}
+	if _, err := ncrontab.Parse(expr); err != nil {
+		return fmt.Errorf("not a valid NCRONTAB expression: %v", err)
+	}
+	return nil
 }
 
 // DefaultSettings returns the settings used when no variable is set.
@@ -61,6 +89,7 @@ func DefaultSettings() Settings {
 		ScoreTimeout:          60 * time.Second,
 		ScoreMaxBodyBytes:     10 << 20,
 		LogLevel:              slog.LevelInfo,
+		RotationSchedule:      DefaultRotationSchedule,
 	}
 }
 
@@ -68,7 +97,7 @@ func DefaultSettings() Settings {
 var SettingNames = []string{
 	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL", "AZURE_AUTHORITY_HOST",
 	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS",
-	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL",
+	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL", "ROTATION_SCHEDULE",
 }
 
 // LoadSettings reads the settings through getenv and checks them. The error
@@ -115,6 +144,10 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		if err := s.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			problems = append(problems, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
 		}
+	}
+	str("ROTATION_SCHEDULE", &s.RotationSchedule)
+	if err := CheckSchedule(s.RotationSchedule); err != nil {
+		problems = append(problems, fmt.Errorf("ROTATION_SCHEDULE=%q: %w", s.RotationSchedule, err))
 	}
 	if s.KeyVaultURL != "" {
 		if u, err := url.Parse(s.KeyVaultURL); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {

@@ -1,0 +1,109 @@
+// Package keyvaultevents is the keyvaultevents Event Grid function
+// (design.md sections 2 and 5), subscribed to the vault's system topic.
+//
+// SecretNearExpiry and SecretExpired for a service key secret
+// (svc-<service>-primary, -secondary or -active) of a key-mode service run
+// the same due-check as the rotatekeys timer for that service, and rotate
+// only if due: an event is a backstop for a stopped timer, never a trigger
+// of its own. Every other event (other types, other secrets such as tok-*,
+// admin-key or signing-key, other object types, unknown services, services
+// not in key mode) is ignored with a log line saying why. Because the
+// outcome depends only on the keys' state and the time, duplicate, late and
+// out-of-order deliveries are harmless. The host invokes it with the
+// invocation envelope at /keyvaultevents.
+package keyvaultevents
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/modelauth/modelauth/functions/rotatekeys"
+	"github.com/modelauth/modelauth/shared/azfunc"
+	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/keyring"
+)
+
+// Binding is the Event Grid trigger binding's name in function.json.
+const Binding = "event"
+
+// Function serves the keyvaultevents function.
+type Function struct {
+	Config  *config.Config
+	Keys    *keyring.Ring
+	Rotator rotatekeys.Rotator
+	Log     *slog.Logger
+}
+
+// Handler returns the function's invocation handler.
+func (f *Function) Handler() http.Handler {
+	return azfunc.EventGridHandler(Binding, f.Handle, f.Log)
+}
+
+// Handle handles one event. It fails only when a rotation it ran failed, so
+// that Event Grid delivers the event again.
+func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
+	ignore := func(why string, args ...any) error {
+		f.Log.Info("keyvaultevent_ignored", append([]any{"eventId", ev.ID, "eventType", ev.EventType, "reason", why}, args...)...)
+		azfunc.Logf(ctx, "keyvaultevents: ignored: %s", why)
+		return nil
+	}
+	if ev.EventType != azfunc.SecretNearExpiry && ev.EventType != azfunc.SecretExpired {
+		return ignore("event_type")
+	}
+	var data azfunc.KeyVaultEventData
+	if err := ev.DecodeData(&data); err != nil {
+		data = azfunc.KeyVaultEventData{} // the subject alone names the secret
+	}
+	if data.ObjectType != "" && !strings.EqualFold(data.ObjectType, "Secret") {
+		return ignore("object_type", "objectType", data.ObjectType)
+	}
+	name := data.ObjectName
+	if name == "" {
+		name = ev.Subject
+	}
+	service, ok := ServiceOf(name)
+	if !ok {
+		return ignore("not_a_service_key", "secret", clip(name))
+	}
+	svc, ok := f.Config.Service(service)
+	if !ok {
+		return ignore("unknown_service", "secret", name)
+	}
+	if svc.AuthMode != config.AuthKey {
+		return ignore("not_key_mode", "service", svc.Name, "authMode", string(svc.AuthMode))
+	}
+	f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "service", svc.Name, "secret", name)
+	res, err := rotatekeys.Rotate(ctx, f.Keys, f.Rotator, f.Log, svc.Name, false)
+	if err != nil {
+		return err
+	}
+	azfunc.Logf(ctx, "keyvaultevents: %s: %s", svc.Name, res.Outcome)
+	return nil
+}
+
+// ServiceOf returns the service whose key secret name is: the <service> of
+// svc-<service>-primary, -secondary or -active. Secret names compare
+// case-insensitively in Key Vault; service names are lower case.
+func ServiceOf(name string) (string, bool) {
+	name = strings.ToLower(name)
+	rest, ok := strings.CutPrefix(name, "svc-")
+	if !ok {
+		return "", false
+	}
+	for _, suffix := range []string{"-primary", "-secondary", "-active"} {
+		if s, ok := strings.CutSuffix(rest, suffix); ok && config.ServiceNameRE.MatchString(s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// clip shortens a name from an event for the log.
+func clip(s string) string {
+	if len(s) > 128 {
+		s = s[:128] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
+}
