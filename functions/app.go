@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -214,7 +215,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		return err
 	}
 	srv := NewServer(app.Handler(), log)
-	log.Info("handler_started", "address", ln.Addr().String(), "services", len(app.Config.Services),
+	log.Info("handler_started", "address", ln.Addr().String(), "pid", os.Getpid(), "services", len(app.Config.Services),
 		"store", s.DataDir, "admin_key_secret", keyring.AdminKeySecret)
 	if ready != nil {
 		ready <- ln.Addr().String()
