@@ -71,6 +71,7 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
+	$(GO) test -run=TestRotationUnderLoad -v ./functions -rotation-load=30s
 	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 
 lint:
