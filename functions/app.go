@@ -70,6 +70,9 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 		RefreshMinInterval: s.KeyRefreshMinInterval,
 		MaxStale:           s.KeyCacheMaxStale,
 		Logger:             log,
+		Expiry: func(service string, since time.Time) time.Time {
+			return since.Add(cfg.Policy(service).Period + rotation.ExpiryMargin)
+		},
 	})
 	if err := ring.EnsureAdminKey(ctx); err != nil {
 		store.Close()

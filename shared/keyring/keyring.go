@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,10 @@ type Options struct {
 	MaxStale           time.Duration    // how long past the TTL cached keys serve while the store fails
 	Now                func() time.Time // nil: time.Now
 	Logger             *slog.Logger     // nil: discard
+	// Expiry, if set, gives the exp of a service key version whose period
+	// counts from since: its due time plus 30 days, so that Key Vault's
+	// SecretNearExpiry arrives when the rotation is due.
+	Expiry func(service string, since time.Time) time.Time
 }
 
 // DefaultOptions returns the defaults: TTL 30s, RefreshMinInterval 1s,
@@ -290,7 +295,13 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: tags}); err != nil {
+	since := r.opts.Now()
+	if a, err := strconv.ParseInt(tags[TagActivated], 10, 64); err == nil {
+		since = time.Unix(a, 0)
+	}
+	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{
+		Value: value, Enabled: true, Tags: tags, Expires: r.expiry(service, sl, since),
+	}); err != nil {
 		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// The old value stops working here at once, even if a write or the
@@ -314,6 +325,16 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 		return Keys{}, fmt.Errorf("%w: %w", ErrWritten, err)
 	}
 	return keys, nil
+}
+
+// expiry is the exp of a new version of sl whose period counts from since;
+// nil for the active copy, the administrator key, or without Options.Expiry.
+func (r *Ring) expiry(service string, sl slot, since time.Time) *time.Time {
+	if r.opts.Expiry == nil || sl.active || service == "" {
+		return nil
+	}
+	e := r.opts.Expiry(service, since)
+	return &e
 }
 
 // inUse reports whether value is already the administrator key or one of
@@ -522,7 +543,9 @@ func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (secretstore.Secret
 				return sec, gerr
 			}
 		}
-		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: v, Enabled: true, Tags: sl.tags}); err != nil {
+		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{
+			Value: v, Enabled: true, Tags: sl.tags, Expires: ks.ring.expiry(ks.service, sl, ks.ring.opts.Now()),
+		}); err != nil {
 			return sec, fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
 		}
 		ks.ring.opts.Logger.Info("key_created", "secret", sl.secret)

@@ -45,7 +45,7 @@ func (m *memDriver) SetSecret(_ context.Context, name string, p driver.SetParams
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := driver.Secret{Value: p.Value, Properties: driver.Properties{Name: name, Version: fmt.Sprint(len(m.versions[name])), Enabled: true, Tags: p.Tags}}
+	s := driver.Secret{Value: p.Value, Properties: driver.Properties{Name: name, Version: fmt.Sprint(len(m.versions[name])), Enabled: true, Tags: p.Tags, Expires: p.Expires}}
 	m.versions[name] = append(m.versions[name], s)
 	return s.Properties, nil
 }
@@ -479,5 +479,39 @@ func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 	r.Validate(ctx, "iris", keys.PrimaryKey)
 	if m.gets.Load() == start {
 		t.Fatal("the store was not read again after the TTL, despite the cap")
+	}
+}
+
+func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
+	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	period := 30 * 24 * time.Hour
+	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: time.Second, Now: c.Now,
+		Expiry: func(service string, since time.Time) time.Time { return since.Add(period + period) }})
+	if _, err := r.Get(ctx, "iris"); err != nil {
+		t.Fatal(err)
+	}
+	want := c.Now().Add(2 * period)
+	for _, name := range []string{"svc-iris-primary", "svc-iris-secondary"} {
+		if e := m.versions[name][0].Expires; e == nil || !e.Equal(want) {
+			t.Errorf("%s exp = %v; want %v", name, e, want)
+		}
+	}
+	if e := m.versions[ActiveSecret("iris")][0].Expires; e != nil {
+		t.Errorf("the active copy expires: %v", e)
+	}
+	// A regenerated key keeps its slot's activation, and so its due time.
+	m.mu.Lock()
+	m.versions["svc-iris-secondary"][0].Tags = map[string]string{TagState: StateCurrent, TagActivated: fmt.Sprint(c.Now().Add(-time.Hour).Unix())}
+	m.mu.Unlock()
+	c.Advance(24 * time.Hour)
+	if _, err := r.Regenerate(ctx, "iris", Secondary, ""); err != nil {
+		t.Fatal(err)
+	}
+	vs := m.versions["svc-iris-secondary"]
+	if e := vs[len(vs)-1].Expires; e == nil || !e.Equal(c.Now().Add(-25*time.Hour).Add(2*period)) {
+		t.Errorf("regenerated exp = %v", e)
+	}
+	if got := vs[len(vs)-1].Tags[TagActivated]; got != vs[0].Tags[TagActivated] {
+		t.Errorf("regenerated activation %q; want %q", got, vs[0].Tags[TagActivated])
 	}
 }
