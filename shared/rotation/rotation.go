@@ -334,8 +334,10 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 	r.step(service, "staged")
 
 	// Wait one key-cache TTL after the staging, so every validator has
-	// had the chance to read the staged value.
-	if err := r.sleep(ctx, staged.Created.Add(r.TTL).Sub(r.now())); err != nil {
+	// had the chance to read the staged value. Stores keep whole seconds
+	// (Key Vault does): the staging may have happened up to a second after
+	// its recorded time.
+	if err := r.sleep(ctx, staged.Created.Add(r.TTL+time.Second).Sub(r.now())); err != nil {
 		res, err = r.fail(service, id, "wait", err)
 		return res, false, err
 	}
