@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -241,14 +240,7 @@ type keysBody struct {
 // TestMain trusts the Key Vault test server's CA through SSL_CERT_FILE, in
 // this process and (inherited) in the handler's.
 func TestMain(m *testing.M) {
-	f, err := keyvaulttest.CertFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	os.Setenv("SSL_CERT_FILE", f)
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(f))
-	os.Exit(code)
+	os.Exit(keyvaulttest.RunTests(m))
 }
 
 func TestEndToEndKeyAuth(t *testing.T) {

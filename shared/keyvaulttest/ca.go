@@ -129,3 +129,18 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// RunTests runs a test binary's tests trusting this process's test CA:
+// it sets SSL_CERT_FILE before any TLS connection (Go reads it once),
+// runs m, removes the CA's folder, and returns the exit code. Call it from
+// TestMain: os.Exit(keyvaulttest.RunTests(m)).
+func RunTests(m interface{ Run() int }) int {
+	f, err := CertFile()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keyvaulttest:", err)
+		return 1
+	}
+	os.Setenv("SSL_CERT_FILE", f)
+	defer os.RemoveAll(filepath.Dir(f))
+	return m.Run()
+}

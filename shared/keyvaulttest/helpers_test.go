@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,14 +27,7 @@ const apiVersion = "2026-04-01"
 // TestMain trusts the test CA through SSL_CERT_FILE before any TLS
 // connection of the process: Go reads it once.
 func TestMain(m *testing.M) {
-	f, err := keyvaulttest.CertFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	os.Setenv("SSL_CERT_FILE", f)
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(f))
-	os.Exit(code)
+	os.Exit(keyvaulttest.RunTests(m))
 }
 
 // setEnv points the process's environment at kv for the test.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -31,14 +29,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ROTATION_CHILD") != "" {
 		os.Exit(child()) // trusts the parent's CA, inherited in SSL_CERT_FILE
 	}
-	f, err := keyvaulttest.CertFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	os.Setenv("SSL_CERT_FILE", f)
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(f))
-	os.Exit(code)
+	os.Exit(keyvaulttest.RunTests(m))
 }
 
 // Fast timings for real-time tests: keys are due 2 s after creation, the

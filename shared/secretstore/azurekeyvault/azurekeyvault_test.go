@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,14 +23,7 @@ import (
 // TestMain trusts the test server's CA through SSL_CERT_FILE, as a
 // deployed app trusts Key Vault's: Go reads it once, before any TLS.
 func TestMain(m *testing.M) {
-	f, err := keyvaulttest.CertFile()
-	if err != nil {
-		log.Fatal(err)
-	}
-	os.Setenv("SSL_CERT_FILE", f)
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(f))
-	os.Exit(code)
+	os.Exit(keyvaulttest.RunTests(m))
 }
 
 // credential is the client-secret credential azidentity builds from the
