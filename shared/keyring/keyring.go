@@ -504,6 +504,9 @@ func (ks *keySet) load(ctx context.Context) ([]read, error) {
 		label := sl.label
 		if sl.active {
 			label = string(KeyTypeOfSlot(sec.Tags))
+			if sec, err = ks.converge(ctx, sec, vals); err != nil {
+				return nil, err
+			}
 			if disabled[label] {
 				// An operator disabled that key: its copy goes with it.
 				vals[i] = read{"", sec.Tags}
@@ -515,6 +518,32 @@ func (ks *keySet) load(ctx context.Context) ([]read, error) {
 	}
 	ks.snap.Store(&snapshot{set: set, loaded: start})
 	return vals, nil
+}
+
+// converge settles a race between instances creating a service's first
+// keys: until the first rotation, the active copy must hold its key's
+// newest version, the one every instance converges on. After a rotation the
+// copy is the rotation's to move (shared/rotation). vals holds the keys
+// just read.
+func (ks *keySet) converge(ctx context.Context, copySec secretstore.Secret, vals []read) (secretstore.Secret, error) {
+	if copySec.Tags[TagActivated] != "" || copySec.Tags[TagRotation] != "" {
+		return copySec, nil
+	}
+	kt := KeyTypeOfSlot(copySec.Tags)
+	key := vals[0]
+	if kt == Secondary {
+		key = vals[1]
+	}
+	if key.value == "" || key.value == copySec.Value || key.tags[TagActivated] != "" || key.tags[TagState] == StateStaged {
+		return copySec, nil
+	}
+	if _, err := ks.ring.store.SetSecret(ctx, ActiveSecret(ks.service), secretstore.SetParams{
+		Value: key.value, Enabled: true, Tags: ActiveTags(ks.service, kt),
+	}); err != nil {
+		return copySec, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	copySec.Value = key.value
+	return copySec, nil
 }
 
 // replace puts value in the cache as the key of the slot labelled label,
