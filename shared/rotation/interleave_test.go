@@ -201,6 +201,23 @@ func interleave(seed uint64) (stats string, err error) {
 		return "", err
 	}
 
+	// A period later the next rotation is due and completes; a timer run
+	// six hours after that finds nothing to do (no leftover is resumed).
+	defer func() {
+		if err != nil {
+			return
+		}
+		clock.Advance(31 * 24 * time.Hour)
+		if nx, e := newRotator(w).Run(ctx, service, false); e != nil || nx.Outcome != rotation.Completed {
+			err = fmt.Errorf("the next due run: %+v %v", nx, e)
+			return
+		}
+		clock.Advance(6 * time.Hour)
+		if again, e := newRotator(w).Run(ctx, service, false); e != nil || again.Outcome != rotation.NotDue {
+			err = fmt.Errorf("the timer run 6h later: %+v %v", again, e)
+		}
+	}()
+
 	// Exactly one new key took effect: one rotation id completed, and it is
 	// the only id on a current version.
 	completed := map[string]bool{}

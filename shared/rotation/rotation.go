@@ -145,6 +145,21 @@ func (s State) Active() int {
 	return 0
 }
 
+// resumable returns the staged version to resume in slot i: its newest
+// version, if staged by a rotation after the active key was activated. An
+// older staging is a leftover of a superseded rotation from before, written
+// into what was then the active key's secret: never resumed.
+func (s State) resumable(i int) (Version, bool) {
+	v, ok := s.Slots[i].Newest()
+	if !ok || !v.staged() || v.Tags[keyring.TagRotation] == "" {
+		return Version{}, false
+	}
+	if cur, ok := s.Slots[s.Active()].Current(); ok && !cur.Activated().IsZero() && v.Created.Before(cur.Activated().Add(-time.Second)) {
+		return Version{}, false
+	}
+	return v, true
+}
+
 // DueAt is when the next rotation is due: the active key's activation plus
 // the period.
 func (s State) DueAt(p Policy) time.Time {
@@ -303,7 +318,7 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 	policy := r.Policy(service)
 
 	var staged Version
-	if v, ok := st.Slots[inactive].Newest(); ok && v.staged() && v.Tags[keyring.TagRotation] != "" {
+	if v, ok := st.resumable(inactive); ok {
 		staged = v // resume first
 		log.Info("rotation_started", "service", service, "rotation", v.Tags[keyring.TagRotation], "keyType", string(kt), "resumed", true)
 	} else {
@@ -393,6 +408,17 @@ func (r *Rotator) run(ctx context.Context, service string, force bool) (res Resu
 		return res, false, err
 	}
 	r.step(service, "activated")
+	// A write landed above the staged value before its activation (a
+	// regen_key of that key): telling clients the staged value would have it
+	// die at the next rotation, which the tags still count as due.
+	if after, err := r.ReadState(ctx, service); err != nil {
+		res, err = r.fail(service, id, "finish_read_state", err)
+		return res, false, err
+	} else if v, ok := after.Slots[inactive].Newest(); !ok || v.ID != staged.ID {
+		log.Info("rotation_superseded", "service", service, "rotation", id, "keyType", string(kt), "after", "activation")
+		res.Outcome = Superseded
+		return res, false, nil
+	}
 	// Tell clients, unless a newer activation reached the copy meanwhile.
 	mine := Version{ID: staged.ID, Tags: tags}
 	if have, err := r.Store.GetSecret(ctx, keyring.ActiveSecret(service), ""); err != nil && secretstore.Code(err) != secretstore.NotFound {
