@@ -291,10 +291,6 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 		}
 		break
 	}
-	active, err := r.store.GetSecret(ctx, ActiveSecret(service), "")
-	if err != nil && secretstore.Code(err) != secretstore.NotFound {
-		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
 	since := r.opts.Now()
 	if a, err := strconv.ParseInt(tags[TagActivated], 10, 64); err == nil {
 		since = time.Unix(a, 0)
@@ -307,6 +303,13 @@ func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value
 	// The old value stops working here at once, even if a write or the
 	// read below fails (the active copy of it too: same label).
 	ks.replace(sl.label, value)
+	// Read the copy after the write: a rotation activating this key at the
+	// same moment has then either written the copy already (and it is
+	// fixed here) or will see this write above its value and stand down.
+	active, err := r.store.GetSecret(ctx, ActiveSecret(service), "")
+	if err != nil && secretstore.Code(err) != secretstore.NotFound {
+		return Keys{}, fmt.Errorf("%w: reading %s: %w", ErrWritten, ActiveSecret(service), err)
+	}
 	if err == nil && KeyTypeOfSlot(active.Tags) == kt {
 		// Replacing the active key: its copy must follow, or validators
 		// would keep accepting the old value through it.

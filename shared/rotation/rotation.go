@@ -454,14 +454,21 @@ func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State
 	switch {
 	case err != nil && secretstore.Code(err) != secretstore.NotFound:
 		return false, err
-	case err == nil && !cur.Activated().After(copyActivated(have.Tags)):
-		// The copy is as new as the state this run read, or newer (the
-		// state may be stale): only ever move it forward.
+	case err == nil && cur.Activated().Before(copyActivated(have.Tags)):
+		return false, nil // the state this run read is stale: never move the copy back
+	case err == nil && cur.Activated().Equal(copyActivated(have.Tags)) && !cur.Created.After(have.Created):
+		// Same activation, and the copy was written after that version:
+		// it is up to date (or the state is stale).
 		return false, nil
 	}
+	// The copy is behind: a newer activation, or a version of the same
+	// activation written after it (a regen_key whose copy write failed).
 	want, err := r.Store.GetSecret(ctx, keyring.KeySecret(service, kt), cur.ID)
 	if err != nil {
 		return false, err
+	}
+	if err == nil && have.Value == want.Value && keyring.KeyTypeOfSlot(have.Tags) == kt {
+		return false, nil
 	}
 	if _, err := r.Store.SetSecret(ctx, keyring.ActiveSecret(service), secretstore.SetParams{
 		Value: want.Value, Enabled: true, Tags: copyTags(service, kt, cur),
