@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
@@ -129,20 +130,7 @@ func (m *memDriver) newest(name string) string {
 	return vs[len(vs)-1].Value
 }
 
-// clock is a fake clock that tests advance by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newRing(m *memDriver, c *clock) *Ring {
+func newRing(m *memDriver, c *fakeclock.Clock) *Ring {
 	return New(secretstore.New(m), []string{"iris", "other"}, &Options{
 		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
 	})
@@ -151,7 +139,7 @@ func newRing(m *memDriver, c *clock) *Ring {
 var ctx = context.Background()
 
 func TestCreatesKeysOnFirstNeed(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	keys, err := r.Get(ctx, "iris")
 	if err != nil {
@@ -193,7 +181,7 @@ func TestCreatesKeysOnFirstNeed(t *testing.T) {
 }
 
 func TestConcurrentCreationConverges(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	rings := make([]*Ring, 8)
 	for i := range rings {
 		rings[i] = newRing(m, c)
@@ -220,7 +208,7 @@ func TestConcurrentCreationConverges(t *testing.T) {
 }
 
 func TestRegenerateRevokes(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	a, b := newRing(m, c), newRing(m, c) // two instances
 	before, _ := a.Get(ctx, "iris")
 	if _, err := b.Validate(ctx, "iris", before.PrimaryKey); err != nil {
@@ -266,7 +254,7 @@ func TestRegenerateRevokes(t *testing.T) {
 }
 
 func TestUnknownKeyRefreshIsRateLimited(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	r.Get(ctx, "iris")
 	start := m.gets.Load()
@@ -296,7 +284,7 @@ func TestUnknownKeyRefreshIsRateLimited(t *testing.T) {
 }
 
 func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	keys, _ := r.Get(ctx, "iris")
 	m.down.Store(true)
@@ -331,7 +319,7 @@ func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
 }
 
 func TestDisabledNewestVersion(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	keys, _ := r.Get(ctx, "iris")
 	m.mu.Lock()
@@ -347,7 +335,7 @@ func TestDisabledNewestVersion(t *testing.T) {
 }
 
 func TestAdminKey(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	if err := r.EnsureAdminKey(ctx); err != nil {
 		t.Fatal(err)
@@ -391,7 +379,7 @@ func BenchmarkValidate(b *testing.B) {
 }
 
 func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c) // TTL 30s: the 10 s asked for is under the cap
 	keys, _ := r.Get(ctx, "iris")
 	m.throttle.Store(true)
@@ -416,7 +404,7 @@ func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
 }
 
 func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0, Now: c.Now})
 	keys, _ := r.Get(ctx, "iris")
 	m.down.Store(true)
@@ -427,7 +415,7 @@ func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
 }
 
 func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	before, _ := r.Get(ctx, "iris")
 	m.setBreaksGets.Store(true)
@@ -448,7 +436,7 @@ func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
 }
 
 func TestRegenerateRefusesAKeyInUse(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := newRing(m, c)
 	r.EnsureAdminKey(ctx)
 	iris, _ := r.Get(ctx, "iris")
@@ -467,7 +455,7 @@ func TestRegenerateRefusesAKeyInUse(t *testing.T) {
 }
 
 func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute, Now: c.Now})
 	keys, _ := r.Get(ctx, "iris")
 	m.throttle.Store(true) // asks for 10 s
@@ -483,7 +471,7 @@ func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 }
 
 func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
-	m, c := newMem(), &clock{now: time.Unix(1e9, 0)}
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	period := 30 * 24 * time.Hour
 	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: time.Second, Now: c.Now,
 		Expiry: func(service string, since time.Time) time.Time { return since.Add(period + period) }})

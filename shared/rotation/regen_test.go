@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -16,7 +17,7 @@ import (
 // next rotation run moves the copy to the new value, so the revoked one
 // stops being accepted and told.
 func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
-	clock := &vclock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	drv := newMemDriver(clock.Now)
 	failCopy := false
 	drv.before = func(_ context.Context, op string) error {

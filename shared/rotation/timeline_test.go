@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
@@ -17,7 +18,7 @@ import (
 // re-reads keeps working until the second rotation after its read, and
 // fails from then on.
 func TestTimeline(t *testing.T) {
-	clock := &vclock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	store, err := filestore.Open(t.TempDir(), &filestore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -10,22 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 )
-
-// clock is a fake clock for the ring; the vault itself runs on real time.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // TestOutageServesCachedKeysThenUnavailable: validators on Key Vault keep
 // answering from cached keys within TTL + MaxStale of their last good read,
@@ -34,7 +22,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 	kv := keyvaulttest.NewServer(t, nil)
 	store := openStore(t, kv, fast)
-	c := &clock{now: time.Unix(2e9, 0)}
+	c := fakeclock.New(time.Unix(2e9, 0))
 	ring := keyring.New(store, []string{"iris"}, &keyring.Options{
 		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
 	})

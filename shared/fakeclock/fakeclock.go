@@ -1,0 +1,31 @@
+// Package fakeclock is a clock for tests that moves only when told to. Pass
+// its Now where code takes a `Now func() time.Time`.
+package fakeclock
+
+import (
+	"sync"
+	"time"
+)
+
+// Clock is a manual clock. It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// New returns a clock showing t.
+func New(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
