@@ -443,13 +443,7 @@ func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snap
 // interval, or longer if a throttled store asked for it.
 func (ks *keySet) backoff(err error) time.Duration {
 	o := ks.ring.opts
-	var se *secretstore.Error
-	if errors.As(err, &se) && se.RetryAfter > o.RefreshMinInterval {
-		// Capped at the TTL: a long Retry-After must not keep a recovered
-		// store unread past the staleness bound.
-		return min(se.RetryAfter, max(o.TTL, o.RefreshMinInterval))
-	}
-	return o.RefreshMinInterval
+	return secretstore.Backoff(err, o.RefreshMinInterval, o.TTL)
 }
 
 func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapshot, error) {

@@ -1,0 +1,306 @@
+package signingkey_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	mrand "math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/filestore"
+	"github.com/modelauth/modelauth/shared/signingkey"
+)
+
+const ttl = 30 * time.Second
+
+func newStore(t *testing.T, clk *fakeclock.Clock) *secretstore.Store {
+	t.Helper()
+	st, err := filestore.Open(t.TempDir(), &filestore.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newSet(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy) *signingkey.Set {
+	return signingkey.New(st, signingkey.Options{
+		Policy: p, TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute,
+		ExpiryMargin: 30 * 24 * time.Hour, Now: clk.Now,
+	})
+}
+
+func kids(keys []*signingkey.Key) []string {
+	var out []string
+	for _, k := range keys {
+		out = append(out, k.Kid)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sign checks that k's private key signs and its public key verifies.
+func sign(t *testing.T, k *signingkey.Key) {
+	t.Helper()
+	sum := sha256.Sum256([]byte("x"))
+	if _, err := k.Signer().Sign(rand.Reader, sum[:], crypto.SHA256); err != nil {
+		t.Fatalf("signing with %s: %v", k.Kid, err)
+	}
+}
+
+func TestRotationLifecycle(t *testing.T) {
+	for _, alg := range []string{signingkey.RS256, signingkey.ES256} {
+		t.Run(alg, func(t *testing.T) {
+			ctx := context.Background()
+			clk := fakeclock.New(at(0))
+			p := policy
+			p.Alg = alg
+			set := newSet(newStore(t, clk), clk, p)
+			var removed []string
+			set.OnRemove(func(k []string) { removed = append(removed, k...) })
+
+			first, err := set.Signer(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sign(t, first)
+			if again, _ := set.Signer(ctx); again.Kid != first.Kid {
+				t.Fatalf("second Signer wrote another key: %s, then %s", first.Kid, again.Kid)
+			}
+			if res, err := set.Rotate(ctx, false); err != nil || res.Outcome != signingkey.NotDue {
+				t.Fatalf("Rotate before due = %+v, %v; want not_due", res, err)
+			}
+			clk.Advance(p.Period - p.PublishAhead)
+			res, err := set.Rotate(ctx, false)
+			if err != nil || res.Outcome != signingkey.Rotated {
+				t.Fatalf("Rotate when due = %+v, %v; want rotated", res, err)
+			}
+			if want := clk.Now().Add(p.PublishAhead).Truncate(time.Second); !res.Activates.Equal(want) {
+				t.Fatalf("next key activates %v; want %v", res.Activates, want)
+			}
+			next := res.Kid
+			if res, _ := set.Rotate(ctx, true); res.Outcome != signingkey.Pending {
+				t.Fatalf("forced Rotate with a key waiting = %q; want pending", res.Outcome)
+			}
+			pub, _ := set.Published(ctx)
+			if got, want := kids(pub), kids([]*signingkey.Key{first, {Kid: next}}); !slices.Equal(got, want) {
+				t.Fatalf("published = %v; want both %v", got, want)
+			}
+			if s, _ := set.Signer(ctx); s.Kid != first.Kid {
+				t.Fatal("the next key signs before its activation")
+			}
+			clk.Advance(p.PublishAhead)
+			s, _ := set.Signer(ctx)
+			if s.Kid != next {
+				t.Fatalf("signer after the activation = %s; want %s", s.Kid, next)
+			}
+			sign(t, s)
+			// The retired key verifies until its retention ends.
+			clk.Advance(p.Retention - time.Second)
+			if _, err := set.Lookup(ctx, first.Kid); err != nil {
+				t.Fatalf("retired key within its retention: %v", err)
+			}
+			clk.Advance(time.Second)
+			if _, err := set.Lookup(ctx, first.Kid); !errors.Is(err, signingkey.ErrUnknownKey) {
+				t.Fatalf("retired key past its retention: err = %v; want ErrUnknownKey", err)
+			}
+			pub, _ = set.Published(ctx)
+			if got := kids(pub); !slices.Equal(got, []string{next}) {
+				t.Fatalf("published past retention = %v; want [%s]", got, next)
+			}
+			clk.Advance(ttl) // the next read drops the key and says so
+			if _, err := set.Published(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(removed, []string{first.Kid}) {
+				t.Fatalf("OnRemove told %v; want [%s]", removed, first.Kid)
+			}
+		})
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(at(0))
+	st := newStore(t, clk)
+	set := newSet(st, clk, policy)
+	other := newSet(st, clk, policy) // another instance
+	var removed []string
+	set.OnRemove(func(k []string) { removed = append(removed, k...) })
+	old, err := set.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Lookup(ctx, old.Kid); err != nil {
+		t.Fatal(err)
+	}
+	res, err := set.Revoke(ctx)
+	if err != nil || res.Outcome != signingkey.RevokedOutcome || res.RevokedKid != old.Kid || res.Kid == old.Kid {
+		t.Fatalf("Revoke = %+v, %v", res, err)
+	}
+	if !slices.Equal(removed, []string{old.Kid}) {
+		t.Fatalf("OnRemove told %v; want the revoked %s at once", removed, old.Kid)
+	}
+	if _, err := set.Lookup(ctx, old.Kid); !errors.Is(err, signingkey.ErrUnknownKey) {
+		t.Fatalf("revoked key on this instance: err = %v", err)
+	}
+	pub, _ := set.Published(ctx)
+	if got := kids(pub); !slices.Equal(got, []string{res.Kid}) {
+		t.Fatalf("published after revoke = %v; want only [%s]", got, res.Kid)
+	}
+	if s, _ := set.Signer(ctx); s.Kid != res.Kid {
+		t.Fatalf("signer after revoke = %s; want the new %s at once", s.Kid, res.Kid)
+	}
+	// The other instance: the old key until its TTL, then refused; the new
+	// key at once (an unknown kid reads the store).
+	if _, err := other.Lookup(ctx, old.Kid); err != nil {
+		t.Fatalf("other instance within its TTL: %v", err)
+	}
+	if _, err := other.Lookup(ctx, res.Kid); err != nil {
+		t.Fatalf("other instance, new key: %v", err)
+	}
+	clk.Advance(ttl)
+	if _, err := other.Lookup(ctx, old.Kid); !errors.Is(err, signingkey.ErrUnknownKey) {
+		t.Fatalf("other instance after its TTL: err = %v; want ErrUnknownKey", err)
+	}
+	// The revoked version stays disabled in the store.
+	vs, _ := st.ListVersions(ctx, signingkey.SecretName)
+	for _, v := range vs {
+		if v.Tags[signingkey.TagKid] == old.Kid && (v.Enabled || v.Tags[signingkey.TagState] != "revoked") {
+			t.Fatalf("revoked version: enabled %v, state %q", v.Enabled, v.Tags[signingkey.TagState])
+		}
+	}
+}
+
+func TestLookupRefusesMalformedKids(t *testing.T) {
+	clk := fakeclock.New(at(0))
+	set := newSet(newStore(t, clk), clk, policy)
+	for _, kid := range []string{"", "../../etc/passwd", "https://evil.example/jwks.json", "a/b", "kid with spaces", string(make([]byte, 43))} {
+		if _, err := set.Lookup(context.Background(), kid); !errors.Is(err, signingkey.ErrUnknownKey) {
+			t.Errorf("Lookup(%q) err = %v; want ErrUnknownKey", kid, err)
+		}
+	}
+}
+
+func TestStoreFailures(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(at(0))
+	st := newStore(t, clk)
+	set := newSet(st, clk, policy)
+	k, err := set.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A version written by hand with a kid that is not its thumbprint, and
+	// garbage: the set refuses to read them, and says which version.
+	if _, err := st.SetSecret(ctx, signingkey.SecretName, secretstore.SetParams{
+		Value: "not a key", Enabled: true,
+		Tags: map[string]string{"kind": "signing-key", "kid": k.Kid[:42] + "A", "alg": "RS256", "activated": "1"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newSet(st, clk, policy)
+	if _, err := fresh.Published(ctx); !errors.Is(err, signingkey.ErrKeyFormat) {
+		t.Fatalf("Published over a malformed version: err = %v; want ErrKeyFormat", err)
+	}
+}
+
+// TestNoValidTokenRefused drives two instances through random rotations,
+// forced rotations and time, issuing "tokens" (a kid and an exp) from both,
+// and checks after every step that every unexpired token's key is published
+// and verifies on both instances: the JWKS never lacks a key a valid token
+// needs.
+func TestNoValidTokenRefused(t *testing.T) {
+	const lifetime = time.Hour
+	p := policy
+	p.Period = 3 * time.Hour // rotations often
+	p.Alg = signingkey.ES256 // the schedule is the same; RSA keys take long to generate
+	for seed := range uint64(8) {
+		t.Run("", func(t *testing.T) {
+			ctx := context.Background()
+			rng := mrand.New(mrand.NewPCG(seed, 1))
+			clk := fakeclock.New(at(0))
+			st := newStore(t, clk)
+			insts := []*signingkey.Set{newSet(st, clk, p), newSet(st, clk, p)}
+			type token struct {
+				kid string
+				exp time.Time
+			}
+			var tokens []token
+			for step := range 300 {
+				in := insts[rng.IntN(2)]
+				switch rng.IntN(4) {
+				case 0:
+					clk.Advance(time.Duration(rng.Int64N(int64(40 * time.Minute))))
+				case 1:
+					if _, err := in.Rotate(ctx, rng.IntN(4) == 0); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					k, err := in.Signer(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tokens = append(tokens, token{k.Kid, clk.Now().Add(lifetime)})
+				}
+				now := clk.Now()
+				for _, tok := range tokens {
+					if !now.Before(tok.exp) {
+						continue
+					}
+					for i, in := range insts {
+						if _, err := in.Lookup(ctx, tok.kid); err != nil {
+							t.Fatalf("seed %d step %d: instance %d refuses a token valid until %v: %v", seed, step, i, tok.exp, err)
+						}
+						pub, _ := in.Published(ctx)
+						if !slices.Contains(kids(pub), tok.kid) {
+							t.Fatalf("seed %d step %d: instance %d's JWKS lacks the key of a valid token", seed, step, i)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestConcurrentSignersConverge(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(at(0))
+	st := newStore(t, clk)
+	var wg sync.WaitGroup
+	got := make([]string, 4)
+	for i := range got {
+		wg.Go(func() {
+			k, err := newSet(st, clk, policy).Signer(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = k.Kid
+		})
+	}
+	wg.Wait()
+	// Whatever each wrote first, a fresh read agrees on one signer, and
+	// every key written is published (each may have signed a token).
+	fresh := newSet(st, clk, policy)
+	s, err := fresh.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := fresh.Published(ctx)
+	for _, kid := range got {
+		if !slices.Contains(kids(pub), kid) {
+			t.Fatalf("key %s written by a concurrent first Signer is not published", kid)
+		}
+	}
+	if !slices.Contains(got, s.Kid) {
+		t.Fatalf("signer %s is none of the keys written", s.Kid)
+	}
+}
