@@ -11,8 +11,8 @@
 //	]}
 //
 // name matches ^[a-z0-9][a-z0-9-]{0,39}$ and is unique (case-insensitively,
-// as Key Vault names are). authMode is "key" (the default), "token" or
-// "none". Azure ML's own switches authEnabled and tokenAuthEnabled are
+// as Key Vault names are). authMode is "key" (the default), "token",
+// "entra" or "none". Azure ML's own switches authEnabled and tokenAuthEnabled are
 // accepted too; key auth and token auth on together are refused, naming the
 // service. scoringUri, if present, is an absolute http or https URL without
 // credentials, query or fragment.
@@ -21,8 +21,19 @@
 // "720h", are a key-mode service's rotation policy (design.md section 5):
 // how often its keys rotate (default 720h, 30 days) and how often its
 // clients re-read the active key (default 24h). A period shorter than twice
-// the refresh interval is refused, naming the service. Unknown fields are
-// refused.
+// the refresh interval is refused, naming the service.
+//
+// tokenLifetime and tokenRefreshAfter (Go durations) are a token-mode
+// service's token lifetime (default 1h, at most 24h) and when its clients
+// should get a new one (default half the lifetime; less than the lifetime).
+//
+// audience (required) and requiredRole (optional) are an entra-mode
+// service's: the aud its Microsoft Entra tokens must carry (for example
+// "api://iris-scoring") and an app role they must hold. The issuers are
+// the OIDC_ISSUERS setting.
+//
+// A field that does not belong to the service's mode is refused, as are
+// unknown fields.
 package config
 
 import (
@@ -47,7 +58,14 @@ type AuthMode string
 const (
 	AuthKey   AuthMode = "key"
 	AuthToken AuthMode = "token"
+	AuthEntra AuthMode = "entra"
 	AuthNone  AuthMode = "none"
+)
+
+// Token defaults and bounds.
+const (
+	DefaultTokenLifetime = time.Hour
+	MaxTokenLifetime     = 24 * time.Hour
 )
 
 // Service is one protected model endpoint.
@@ -58,6 +76,13 @@ type Service struct {
 	// Rotation is the key rotation policy, checked with
 	// [rotation.Policy.Check]; the defaults where the file sets none.
 	Rotation rotation.Policy
+	// TokenLifetime and TokenRefreshAfter are a token-mode service's
+	// token lifetime and refresh time (the defaults elsewhere).
+	TokenLifetime     time.Duration
+	TokenRefreshAfter time.Duration
+	// Audience and RequiredRole are an entra-mode service's.
+	Audience     string
+	RequiredRole string
 }
 
 // DefaultPolicy is the rotation policy of a service that sets none:
@@ -74,6 +99,29 @@ func (c *Config) Policy(service string) rotation.Policy {
 		return s.Rotation
 	}
 	return DefaultPolicy()
+}
+
+// MaxTokenLifetime returns the longest token lifetime of the token-mode
+// services, or 0 when there are none: how long a retired signing key must
+// stay published.
+func (c *Config) MaxTokenLifetime() time.Duration {
+	var m time.Duration
+	for _, s := range c.Services {
+		if s.AuthMode == AuthToken {
+			m = max(m, s.TokenLifetime)
+		}
+	}
+	return m
+}
+
+// Has reports whether a service uses mode.
+func (c *Config) Has(mode AuthMode) bool {
+	for _, s := range c.Services {
+		if s.AuthMode == mode {
+			return true
+		}
+	}
+	return false
 }
 
 // Config is the checked configuration file.
@@ -108,6 +156,10 @@ type fileService struct {
 	ScoringURI       *string `json:"scoringUri"`
 	RotationPeriod   *string `json:"rotationPeriod"`
 	RefreshInterval  *string `json:"refreshInterval"`
+	TokenLifetime    *string `json:"tokenLifetime"`
+	TokenRefresh     *string `json:"tokenRefreshAfter"`
+	Audience         *string `json:"audience"`
+	RequiredRole     *string `json:"requiredRole"`
 }
 
 type file struct {
@@ -186,16 +238,23 @@ func checkService(i int, fs fileService) (Service, error) {
 		s.ScoringURI = u
 	}
 	s.Rotation = DefaultPolicy()
+	s.TokenLifetime = DefaultTokenLifetime
 	for _, d := range []struct {
 		field string
 		raw   *string
 		dst   *time.Duration
+		mode  AuthMode
 	}{
-		{"rotationPeriod", fs.RotationPeriod, &s.Rotation.Period},
-		{"refreshInterval", fs.RefreshInterval, &s.Rotation.RefreshInterval},
+		{"rotationPeriod", fs.RotationPeriod, &s.Rotation.Period, AuthKey},
+		{"refreshInterval", fs.RefreshInterval, &s.Rotation.RefreshInterval, AuthKey},
+		{"tokenLifetime", fs.TokenLifetime, &s.TokenLifetime, AuthToken},
+		{"tokenRefreshAfter", fs.TokenRefresh, &s.TokenRefreshAfter, AuthToken},
 	} {
 		if d.raw == nil {
 			continue
+		}
+		if mode != d.mode {
+			return Service{}, fmt.Errorf("service %q: %s applies to %s mode, not %s", fs.Name, d.field, d.mode, mode)
 		}
 		v, err := time.ParseDuration(strings.TrimSpace(*d.raw))
 		if err != nil || v <= 0 {
@@ -205,6 +264,31 @@ func checkService(i int, fs fileService) (Service, error) {
 	}
 	if err := s.Rotation.Check(); err != nil {
 		return Service{}, fmt.Errorf("service %q: %w", fs.Name, err)
+	}
+	if s.TokenRefreshAfter == 0 {
+		s.TokenRefreshAfter = s.TokenLifetime / 2
+	}
+	switch {
+	case s.TokenLifetime < time.Minute || s.TokenLifetime > MaxTokenLifetime:
+		return Service{}, fmt.Errorf("service %q: tokenLifetime %v: want 1m to %v", fs.Name, s.TokenLifetime, MaxTokenLifetime)
+	case s.TokenRefreshAfter >= s.TokenLifetime:
+		return Service{}, fmt.Errorf("service %q: tokenRefreshAfter %v must be less than tokenLifetime %v", fs.Name, s.TokenRefreshAfter, s.TokenLifetime)
+	}
+	for _, f := range []struct {
+		field string
+		raw   *string
+		dst   *string
+	}{{"audience", fs.Audience, &s.Audience}, {"requiredRole", fs.RequiredRole, &s.RequiredRole}} {
+		if f.raw == nil {
+			continue
+		}
+		if mode != AuthEntra {
+			return Service{}, fmt.Errorf("service %q: %s applies to entra mode, not %s", fs.Name, f.field, mode)
+		}
+		*f.dst = strings.TrimSpace(*f.raw)
+	}
+	if mode == AuthEntra && s.Audience == "" {
+		return Service{}, fmt.Errorf("service %q: entra mode needs an audience (the aud of its Entra tokens, such as \"api://%s\")", fs.Name, fs.Name)
 	}
 	return s, nil
 }
@@ -234,9 +318,9 @@ func authMode(fs fileService) (AuthMode, error) {
 	}
 	m := AuthMode(*fs.AuthMode)
 	switch m {
-	case AuthKey, AuthToken, AuthNone:
+	case AuthKey, AuthToken, AuthEntra, AuthNone:
 	default:
-		return "", fmt.Errorf("authMode %q is not one of key, token, none", clip(string(m)))
+		return "", fmt.Errorf("authMode %q is not one of key, token, entra, none", clip(string(m)))
 	}
 	if fromSwitches != "" && fromSwitches != m {
 		return "", fmt.Errorf("authMode %q contradicts authEnabled/tokenAuthEnabled", m)

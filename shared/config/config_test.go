@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,31 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+func TestParseTokenAndEntra(t *testing.T) {
+	c, err := Parse([]byte(`{"services":[
+		{"name":"t1","authMode":"token"},
+		{"name":"t2","tokenAuthEnabled":true,"tokenLifetime":"2h","tokenRefreshAfter":"90m"},
+		{"name":"e","authMode":"entra","audience":" api://e ","requiredRole":"Score"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, _ := c.Service("t1")
+	if t1.AuthMode != AuthToken || t1.TokenLifetime != time.Hour || t1.TokenRefreshAfter != 30*time.Minute {
+		t.Errorf("t1 = %s %v %v; want token 1h 30m", t1.AuthMode, t1.TokenLifetime, t1.TokenRefreshAfter)
+	}
+	t2, _ := c.Service("t2")
+	if t2.AuthMode != AuthToken || t2.TokenLifetime != 2*time.Hour || t2.TokenRefreshAfter != 90*time.Minute {
+		t.Errorf("t2 = %s %v %v; want token 2h 90m", t2.AuthMode, t2.TokenLifetime, t2.TokenRefreshAfter)
+	}
+	e, _ := c.Service("e")
+	if e.AuthMode != AuthEntra || e.Audience != "api://e" || e.RequiredRole != "Score" {
+		t.Errorf("e = %+v", e)
+	}
+	if got := c.MaxTokenLifetime(); got != 2*time.Hour {
+		t.Errorf("MaxTokenLifetime = %v; want 2h", got)
+	}
+}
+
 func TestParseRefused(t *testing.T) {
 	tests := []struct {
 		name string
@@ -59,7 +85,14 @@ func TestParseRefused(t *testing.T) {
 		{"duplicate", `{"services":[{"name":"a"},{"name":"b"},{"name":"a"}]}`, []string{`service "a" is listed twice`}},
 		{"key and token", `{"services":[{"name":"both","authEnabled":true,"tokenAuthEnabled":true}]}`, []string{`service "both"`, "key auth and token auth cannot both be enabled"}},
 		{"mode contradicts switches", `{"services":[{"name":"c","authMode":"key","tokenAuthEnabled":true}]}`, []string{`service "c"`, "contradicts"}},
-		{"unknown mode", `{"services":[{"name":"m","authMode":"entra"}]}`, []string{`service "m"`, `authMode "entra"`}},
+		{"unknown mode", `{"services":[{"name":"m","authMode":"oauth"}]}`, []string{`service "m"`, `authMode "oauth"`}},
+		{"entra without audience", `{"services":[{"name":"e","authMode":"entra"}]}`, []string{`service "e"`, "needs an audience"}},
+		{"audience on a key service", `{"services":[{"name":"k","audience":"api://k"}]}`, []string{`service "k"`, "audience applies to entra mode"}},
+		{"token lifetime on a key service", `{"services":[{"name":"k","tokenLifetime":"1h"}]}`, []string{"tokenLifetime applies to token mode"}},
+		{"rotation period on a token service", `{"services":[{"name":"t","authMode":"token","rotationPeriod":"720h"}]}`, []string{"rotationPeriod applies to key mode"}},
+		{"token lifetime too long", `{"services":[{"name":"t","authMode":"token","tokenLifetime":"25h"}]}`, []string{`service "t"`, "want 1m to 24h"}},
+		{"refresh after the lifetime", `{"services":[{"name":"t","authMode":"token","tokenLifetime":"1h","tokenRefreshAfter":"1h"}]}`, []string{"must be less than tokenLifetime"}},
+		{"bad token duration", `{"services":[{"name":"t","authMode":"token","tokenLifetime":"soon"}]}`, []string{`tokenLifetime "soon"`}},
 		{"relative url", `{"services":[{"name":"u","scoringUri":"/score"}]}`, []string{`service "u"`, "absolute http or https"}},
 		{"ftp url", `{"services":[{"name":"u","scoringUri":"ftp://h/x"}]}`, []string{"absolute http or https"}},
 		{"no host", `{"services":[{"name":"u","scoringUri":"http:///x"}]}`, []string{"has no host"}},
@@ -114,7 +147,7 @@ func TestLoadSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s != func() Settings { d := DefaultSettings(); d.ConfigPath = "modelauth.json"; return d }() {
+	if !reflect.DeepEqual(s, func() Settings { d := DefaultSettings(); d.ConfigPath = "modelauth.json"; return d }()) {
 		t.Errorf("defaults = %+v", s)
 	}
 	s, err = LoadSettings(env(map[string]string{
@@ -125,6 +158,22 @@ func TestLoadSettings(t *testing.T) {
 	}
 	if s.ConfigPath != filepath.Join("/app", "modelauth.json") || s.KeyCacheTTL != 5*time.Second || s.ScoreMaxBodyBytes != 100 || s.LogLevel.String() != "DEBUG" {
 		t.Errorf("settings = %+v", s)
+	}
+	s, err = LoadSettings(env(map[string]string{
+		"WEBSITE_HOSTNAME": "app.azurewebsites.net", "TOKEN_SIGNING_ALG": "ES256", "TOKEN_LEEWAY": "0s",
+		"ADMIN_KEY_ENABLED": "false", "OIDC_ISSUERS": " https://login.microsoftonline.com/t/v2.0 , https://sts.windows.net/t/ ,",
+		"OIDC_AUDIENCES": "api://modelauth",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Issuer != "https://app.azurewebsites.net/api" || s.TokenSigningAlg != "ES256" || s.TokenLeeway != 0 || s.AdminKeyEnabled ||
+		!reflect.DeepEqual(s.OIDCIssuers, []string{"https://login.microsoftonline.com/t/v2.0", "https://sts.windows.net/t/"}) ||
+		!reflect.DeepEqual(s.OIDCAudiences, []string{"api://modelauth"}) {
+		t.Errorf("token settings = %+v", s)
+	}
+	if s, _ := LoadSettings(env(map[string]string{"WEBSITE_HOSTNAME": "a.net", "MODELAUTH_ISSUER": "https://auth.example.com/api"})); s.Issuer != "https://auth.example.com/api" {
+		t.Errorf("MODELAUTH_ISSUER does not win over WEBSITE_HOSTNAME: %q", s.Issuer)
 	}
 	s, _ = LoadSettings(env(map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/app", "MODELAUTH_CONFIG": "/etc/m.json"}))
 	if s.ConfigPath != "/etc/m.json" {
@@ -143,6 +192,16 @@ func TestLoadSettings(t *testing.T) {
 		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
 		{"KEYVAULT_URL", "http://v.vault.azure.net", "KEYVAULT_URL"},
 		{"KEYVAULT_URL", "v.vault.azure.net", "KEYVAULT_URL"},
+		{"MODELAUTH_ISSUER", "http://localhost:7071/api/", "no trailing slash"},
+		{"MODELAUTH_ISSUER", "localhost:7071", "MODELAUTH_ISSUER"},
+		{"TOKEN_SIGNING_ALG", "HS256", "want RS256 or ES256"},
+		{"TOKEN_SIGNING_ALG", "none", "TOKEN_SIGNING_ALG"},
+		{"TOKEN_LEEWAY", "10m", "TOKEN_LEEWAY"},
+		{"TOKEN_MAX_BYTES", "100", "TOKEN_MAX_BYTES"},
+		{"TOKEN_CACHE_SIZE", "0", "TOKEN_CACHE_SIZE"},
+		{"SIGNING_KEY_ROTATION_PERIOD", "1h", "SIGNING_KEY_ROTATION_PERIOD"},
+		{"ADMIN_KEY_ENABLED", "maybe", "ADMIN_KEY_ENABLED"},
+		{"ADMIN_KEY_ENABLED", "false", "needs OIDC_ISSUERS and OIDC_AUDIENCES"},
 	}
 	for _, tt := range bad {
 		_, err := LoadSettings(env(map[string]string{tt.name: tt.value}))

@@ -55,6 +55,37 @@ type Settings struct {
 	// itself (%ROTATION_SCHEDULE% in function.json); the handler checks it
 	// so that a bad value refuses the start.
 	RotationSchedule string
+
+	// Issuer is MODELAUTH_ISSUER: the iss of the app's tokens, its base
+	// URL plus /api. Default https://$WEBSITE_HOSTNAME/api when the
+	// Functions host sets WEBSITE_HOSTNAME (as Azure does), else
+	// http://localhost:7071/api.
+	Issuer string
+	// TokenSigningAlg is TOKEN_SIGNING_ALG: RS256 (default) or ES256.
+	TokenSigningAlg string
+	// TokenLeeway is TOKEN_LEEWAY: the clock skew allowed on exp, nbf and
+	// iat of every token checked.
+	TokenLeeway time.Duration
+	// TokenMaxBytes is TOKEN_MAX_BYTES: longer bearer tokens are refused
+	// before they are parsed.
+	TokenMaxBytes int
+	// TokenCacheSize is TOKEN_CACHE_SIZE: how many verified tokens each
+	// instance remembers.
+	TokenCacheSize int
+	// SigningKeyPeriod is SIGNING_KEY_ROTATION_PERIOD: how long a signing
+	// key signs before the next one takes over.
+	SigningKeyPeriod time.Duration
+	// AdminKeyEnabled is ADMIN_KEY_ENABLED (default true): false refuses
+	// the administrator key, leaving callers to OIDC_ISSUERS.
+	AdminKeyEnabled bool
+	// OIDCIssuers is OIDC_ISSUERS: the external OpenID Connect issuers
+	// (comma-separated, exactly as their tokens' iss) whose tokens callers
+	// and entra-mode services present.
+	OIDCIssuers []string
+	// OIDCAudiences is OIDC_AUDIENCES: the aud values accepted on
+	// callers' tokens (the app registration's Application ID URI or
+	// client id).
+	OIDCAudiences []string
 }
 
 // DefaultRotationSchedule runs the rotatekeys timer every 6 hours, on the
@@ -90,6 +121,13 @@ func DefaultSettings() Settings {
 		ScoreMaxBodyBytes:     10 << 20,
 		LogLevel:              slog.LevelInfo,
 		RotationSchedule:      DefaultRotationSchedule,
+		Issuer:                "http://localhost:7071/api",
+		TokenSigningAlg:       "RS256",
+		TokenLeeway:           60 * time.Second,
+		TokenMaxBytes:         8 << 10,
+		TokenCacheSize:        10000,
+		SigningKeyPeriod:      30 * 24 * time.Hour,
+		AdminKeyEnabled:       true,
 	}
 }
 
@@ -98,6 +136,8 @@ var SettingNames = []string{
 	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL", "AZURE_AUTHORITY_HOST",
 	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS",
 	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL", "ROTATION_SCHEDULE",
+	"WEBSITE_HOSTNAME", "MODELAUTH_ISSUER", "TOKEN_SIGNING_ALG", "TOKEN_LEEWAY", "TOKEN_MAX_BYTES", "TOKEN_CACHE_SIZE",
+	"SIGNING_KEY_ROTATION_PERIOD", "ADMIN_KEY_ENABLED", "OIDC_ISSUERS", "OIDC_AUDIENCES",
 }
 
 // LoadSettings reads the settings through getenv and checks them. The error
@@ -132,13 +172,56 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	dur("KEY_REFRESH_MIN_INTERVAL", &s.KeyRefreshMinInterval, 0, time.Minute)
 	dur("KEY_CACHE_MAX_STALENESS", &s.KeyCacheMaxStale, 0, 24*time.Hour)
 	dur("SCORE_TIMEOUT", &s.ScoreTimeout, time.Second, 10*time.Minute)
-	if v := strings.TrimSpace(getenv("SCORE_MAX_BODY_BYTES")); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > 1<<30 {
-			problems = append(problems, fmt.Errorf("SCORE_MAX_BODY_BYTES=%q: want a whole number of bytes from 1 to %d", v, 1<<30))
-		} else {
-			s.ScoreMaxBodyBytes = n
+	num := func(name, unit string, dst *int64, min, max int64) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
 		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < min || n > max {
+			problems = append(problems, fmt.Errorf("%s=%q: want a whole number of %s from %d to %d", name, v, unit, min, max))
+			return
+		}
+		*dst = n
+	}
+	list := func(name string) []string {
+		var out []string
+		for _, f := range strings.Split(getenv(name), ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	num("SCORE_MAX_BODY_BYTES", "bytes", &s.ScoreMaxBodyBytes, 1, 1<<30)
+	if h := strings.TrimSpace(getenv("WEBSITE_HOSTNAME")); h != "" {
+		s.Issuer = "https://" + h + "/api"
+	}
+	str("MODELAUTH_ISSUER", &s.Issuer)
+	if u, err := url.Parse(s.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s.Issuer, "/") {
+		problems = append(problems, fmt.Errorf("MODELAUTH_ISSUER=%q: want the app's base URL plus /api, such as https://myapp.azurewebsites.net/api (no trailing slash)", s.Issuer))
+	}
+	str("TOKEN_SIGNING_ALG", &s.TokenSigningAlg)
+	if s.TokenSigningAlg != "RS256" && s.TokenSigningAlg != "ES256" {
+		problems = append(problems, fmt.Errorf("TOKEN_SIGNING_ALG=%q: want RS256 or ES256", s.TokenSigningAlg))
+	}
+	dur("TOKEN_LEEWAY", &s.TokenLeeway, 0, 5*time.Minute)
+	maxBytes, cacheSize := int64(s.TokenMaxBytes), int64(s.TokenCacheSize)
+	num("TOKEN_MAX_BYTES", "bytes", &maxBytes, 1024, 64<<10)
+	num("TOKEN_CACHE_SIZE", "tokens", &cacheSize, 1, 10_000_000)
+	s.TokenMaxBytes, s.TokenCacheSize = int(maxBytes), int(cacheSize)
+	dur("SIGNING_KEY_ROTATION_PERIOD", &s.SigningKeyPeriod, 24*time.Hour, 365*24*time.Hour)
+	switch v := strings.ToLower(strings.TrimSpace(getenv("ADMIN_KEY_ENABLED"))); v {
+	case "", "true", "1":
+	case "false", "0":
+		s.AdminKeyEnabled = false
+	default:
+		problems = append(problems, fmt.Errorf("ADMIN_KEY_ENABLED=%q: want true or false", v))
+	}
+	s.OIDCIssuers, s.OIDCAudiences = list("OIDC_ISSUERS"), list("OIDC_AUDIENCES")
+	if !s.AdminKeyEnabled && (len(s.OIDCIssuers) == 0 || len(s.OIDCAudiences) == 0) {
+		problems = append(problems, errors.New("ADMIN_KEY_ENABLED=false needs OIDC_ISSUERS and OIDC_AUDIENCES: otherwise nobody could call the management functions"))
 	}
 	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
 		if err := s.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -1,0 +1,210 @@
+// Package jwtauth issues modelauth's own tokens and verifies them: short
+// JWTs for one service, signed with the app's signing key (package
+// signingkey), the way Azure ML's get_token answers.
+//
+// Verification pins the algorithm, looks the kid up only among the app's
+// own published keys (never jku, x5u, jwk or x5c from the token: a token
+// carrying any of them is refused), requires exp, checks nbf, iat, iss and
+// aud exactly with a leeway, and caps the token's size before parsing.
+//
+// # Errors
+//
+// Verify wraps one of [ErrTooLarge], [ErrMalformed], [ErrUnknownKey] or
+// [ErrInvalid] (with golang-jwt's own error, such as jwt.ErrTokenExpired)
+// for a token that is refused, and [ErrUnavailable] when the signing keys
+// cannot be read. No error contains the token.
+package jwtauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/modelauth/modelauth/shared/signingkey"
+)
+
+// Errors.
+var (
+	// ErrTooLarge: the token is longer than MaxTokenBytes.
+	ErrTooLarge = errors.New("jwtauth: token too large")
+	// ErrMalformed: not a JWS compact serialization this app issues.
+	ErrMalformed = errors.New("jwtauth: malformed token")
+	// ErrUnknownKey: the kid is not one of the app's published keys.
+	ErrUnknownKey = errors.New("jwtauth: unknown signing key")
+	// ErrInvalid: the signature or a claim does not hold.
+	ErrInvalid = errors.New("jwtauth: invalid token")
+	// ErrUnavailable: the signing keys cannot be read.
+	ErrUnavailable = errors.New("jwtauth: signing keys unavailable")
+)
+
+// Defaults.
+const (
+	DefaultLeeway        = 60 * time.Second
+	DefaultMaxTokenBytes = 8 << 10
+)
+
+// Options configure an [Authority].
+type Options struct {
+	// Issuer is the iss of issued tokens and the one accepted
+	// (MODELAUTH_ISSUER). Required.
+	Issuer string
+	// Alg is RS256 or ES256 and must be the signing keys' algorithm.
+	// Required.
+	Alg string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Used as
+	// given.
+	Leeway time.Duration
+	// MaxTokenBytes caps a token's length; 0 means DefaultMaxTokenBytes.
+	MaxTokenBytes int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Authority issues and verifies the app's tokens. It is safe for
+// concurrent use.
+type Authority struct {
+	keys   *signingkey.Set
+	opts   Options
+	method jwt.SigningMethod
+	parser *jwt.Parser
+}
+
+// New returns the authority over keys.
+func New(keys *signingkey.Set, opts Options) (*Authority, error) {
+	if opts.Issuer == "" {
+		return nil, errors.New("jwtauth: an issuer is required")
+	}
+	method := jwt.GetSigningMethod(opts.Alg)
+	if opts.Alg != signingkey.RS256 && opts.Alg != signingkey.ES256 || method == nil {
+		return nil, fmt.Errorf("jwtauth: algorithm %q is not RS256 or ES256", opts.Alg)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxTokenBytes <= 0 {
+		opts.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	a := &Authority{keys: keys, opts: opts, method: method}
+	a.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{opts.Alg}),
+		jwt.WithIssuer(opts.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(opts.Leeway),
+		jwt.WithTimeFunc(opts.Now),
+	)
+	return a, nil
+}
+
+// Token is get_token's answer, as Azure ML's v1 token API: Unix seconds.
+type Token struct {
+	AccessToken  string `json:"accessToken"`
+	TokenType    string `json:"tokenType"`
+	ExpiryOn     int64  `json:"expiryOn"`
+	RefreshAfter int64  `json:"refreshAfter"`
+}
+
+// Issued describes an issued token for the audit log: never the token.
+type Issued struct {
+	JTI string
+	Kid string
+}
+
+// Issue signs a token for service to subject that expires after lifetime
+// and should be replaced after refreshAfter.
+func (a *Authority) Issue(ctx context.Context, service, subject string, lifetime, refreshAfter time.Duration) (Token, Issued, error) {
+	key, err := a.keys.Signer(ctx)
+	if err != nil {
+		return Token{}, Issued{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Token{}, Issued{}, err
+	}
+	jti := base64.RawURLEncoding.EncodeToString(id[:])
+	now := a.opts.Now().Truncate(time.Second)
+	exp := now.Add(lifetime)
+	tok := jwt.NewWithClaims(a.method, jwt.MapClaims{
+		"iss": a.opts.Issuer, "aud": service, "sub": subject,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(), "jti": jti,
+	})
+	tok.Header["kid"] = key.Kid
+	raw, err := tok.SignedString(key.Signer())
+	if err != nil {
+		return Token{}, Issued{}, fmt.Errorf("jwtauth: signing: %w", err)
+	}
+	return Token{AccessToken: raw, TokenType: "Bearer", ExpiryOn: exp.Unix(), RefreshAfter: now.Add(refreshAfter).Unix()},
+		Issued{JTI: jti, Kid: key.Kid}, nil
+}
+
+// Claims are what a verified token proves.
+type Claims struct {
+	Service string
+	Subject string
+	JTI     string
+	Kid     string
+	Expiry  time.Time
+}
+
+// forbiddenHeaders are JOSE header members that point at keys: this app's
+// tokens never carry them, so a token that does is refused.
+var forbiddenHeaders = []string{"jku", "x5u", "jwk", "x5c", "crit"}
+
+// Verify checks raw as a token for service and returns its claims.
+func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, error) {
+	if len(raw) > a.opts.MaxTokenBytes {
+		return Claims{}, ErrTooLarge
+	}
+	if strings.Count(raw, ".") != 2 {
+		return Claims{}, ErrMalformed
+	}
+	var (
+		claims  jwt.RegisteredClaims
+		kid     string
+		keyErr  error
+		headers = func(t *jwt.Token) (any, error) {
+			for _, h := range forbiddenHeaders {
+				if _, ok := t.Header[h]; ok {
+					keyErr = fmt.Errorf("%w: the header carries %q", ErrMalformed, h)
+					return nil, keyErr
+				}
+			}
+			kid, _ = t.Header["kid"].(string)
+			k, err := a.keys.Lookup(ctx, kid)
+			switch {
+			case errors.Is(err, signingkey.ErrUnknownKey):
+				keyErr = ErrUnknownKey
+				return nil, keyErr
+			case err != nil:
+				keyErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return nil, keyErr
+			case k.Alg != a.opts.Alg:
+				keyErr = ErrUnknownKey
+				return nil, keyErr
+			}
+			return k.Public, nil
+		}
+	)
+	_, err := a.parser.ParseWithClaims(raw, &claims, headers)
+	switch {
+	case keyErr != nil:
+		return Claims{}, keyErr
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	case err != nil:
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(claims.Audience) != 1 || claims.Audience[0] != service {
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenInvalidAudience)
+	}
+	if claims.Subject == "" || claims.ExpiresAt == nil {
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)
+	}
+	return Claims{Service: service, Subject: claims.Subject, JTI: claims.ID, Kid: kid, Expiry: claims.ExpiresAt.Time}, nil
+}

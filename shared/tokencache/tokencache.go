@@ -1,0 +1,104 @@
+// Package tokencache remembers tokens that verified, so that a token
+// presented again is not parsed and its signature not checked again.
+//
+// Entries are keyed by the SHA-256 of the raw token (the token itself is
+// never kept), end at the token's exp, and are bounded in number. The
+// entries of a signing key can be dropped at once when the key is revoked.
+package tokencache
+
+import (
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// Key is the cache key of a raw token: its SHA-256.
+type Key [sha256.Size]byte
+
+// KeyOf returns the cache key of raw.
+func KeyOf(raw string) Key { return sha256.Sum256([]byte(raw)) }
+
+type entry[V any] struct {
+	val V
+	exp time.Time
+	kid string
+}
+
+// Cache maps verified tokens to what they proved. It is safe for
+// concurrent use; Get takes only a read lock.
+type Cache[V any] struct {
+	max int
+	now func() time.Time
+
+	mu sync.RWMutex
+	m  map[Key]entry[V]
+}
+
+// New returns a cache of at most size entries (at least 1); now is the
+// clock (nil: time.Now).
+func New[V any](size int, now func() time.Time) *Cache[V] {
+	if now == nil {
+		now = time.Now
+	}
+	return &Cache[V]{max: max(size, 1), now: now, m: make(map[Key]entry[V])}
+}
+
+// Get returns what the token with key k proved, while it has not expired.
+func (c *Cache[V]) Get(k Key) (V, bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || !c.now().Before(e.exp) {
+		var zero V
+		return zero, false
+	}
+	return e.val, true
+}
+
+// Put remembers v for the token with key k, signed by kid, until exp. A
+// full cache first drops its expired entries, then, if still full, an
+// eighth of the others (the map's order: effectively at random).
+func (c *Cache[V]) Put(k Key, v V, exp time.Time, kid string) {
+	now := c.now()
+	if !now.Before(exp) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		for key, e := range c.m {
+			if !now.Before(e.exp) {
+				delete(c.m, key)
+			}
+		}
+		for key := range c.m {
+			if len(c.m) < c.max-c.max/8 {
+				break
+			}
+			delete(c.m, key)
+		}
+	}
+	c.m[k] = entry[V]{val: v, exp: exp, kid: kid}
+}
+
+// DropKids forgets every token signed by one of kids.
+func (c *Cache[V]) DropKids(kids []string) {
+	drop := make(map[string]bool, len(kids))
+	for _, k := range kids {
+		drop[k] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, e := range c.m {
+		if drop[e.kid] {
+			delete(c.m, key)
+		}
+	}
+}
+
+// Len returns the number of entries, expired ones included.
+func (c *Cache[V]) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}

@@ -1,0 +1,94 @@
+package tokencache_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/tokencache"
+)
+
+func TestEntriesEndAtExp(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	c := tokencache.New[string](10, clk.Now)
+	k := tokencache.KeyOf("a.b.c")
+	c.Put(k, "alice", clk.Now().Add(time.Minute), "kid1")
+	if v, ok := c.Get(k); !ok || v != "alice" {
+		t.Fatalf("Get = %q, %v; want alice", v, ok)
+	}
+	if _, ok := c.Get(tokencache.KeyOf("a.b.d")); ok {
+		t.Fatal("another token hit")
+	}
+	clk.Advance(time.Minute)
+	if _, ok := c.Get(k); ok {
+		t.Fatal("hit at the token's exp")
+	}
+	c.Put(tokencache.KeyOf("x"), "late", clk.Now(), "kid1")
+	if c.Len() != 1 {
+		t.Fatalf("an expired token was stored: Len = %d", c.Len())
+	}
+}
+
+func TestBounded(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	c := tokencache.New[int](100, clk.Now)
+	for i := range 1000 {
+		c.Put(tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), "k")
+		if c.Len() > 100 {
+			t.Fatalf("Len = %d after %d puts; want at most 100", c.Len(), i+1)
+		}
+	}
+	last := tokencache.KeyOf("999")
+	if v, ok := c.Get(last); !ok || v != 999 {
+		t.Fatal("the newest entry was evicted")
+	}
+	// Expired entries go first.
+	c2 := tokencache.New[int](4, clk.Now)
+	for i := range 3 {
+		c2.Put(tokencache.KeyOf(fmt.Sprint("old", i)), i, clk.Now().Add(time.Second), "k")
+	}
+	c2.Put(tokencache.KeyOf("live"), 9, clk.Now().Add(time.Hour), "k")
+	clk.Advance(2 * time.Second)
+	c2.Put(tokencache.KeyOf("new"), 10, clk.Now().Add(time.Hour), "k")
+	if _, ok := c2.Get(tokencache.KeyOf("live")); !ok || c2.Len() != 2 {
+		t.Fatalf("after eviction Len = %d (want 2) and the live entry must remain", c2.Len())
+	}
+}
+
+func TestDropKids(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	c := tokencache.New[int](100, clk.Now)
+	for i := range 10 {
+		c.Put(tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), fmt.Sprint("kid", i%3))
+	}
+	c.DropKids([]string{"kid0", "kid2"})
+	for i := range 10 {
+		_, ok := c.Get(tokencache.KeyOf(fmt.Sprint(i)))
+		if want := i%3 == 1; ok != want {
+			t.Errorf("token %d (kid%d) cached = %v; want %v", i, i%3, ok, want)
+		}
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	c := tokencache.New[int](50, nil)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				k := tokencache.KeyOf(fmt.Sprint(g, i))
+				c.Put(k, i, time.Now().Add(time.Hour), "k")
+				c.Get(k)
+				if i%100 == 0 {
+					c.DropKids([]string{"other"})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.Len() > 50 {
+		t.Fatalf("Len = %d; want at most 50", c.Len())
+	}
+}
