@@ -17,20 +17,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelauth/modelauth/functions/jwks"
 	"github.com/modelauth/modelauth/functions/keys"
 	"github.com/modelauth/modelauth/functions/keyvaultevents"
 	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/functions/score"
+	"github.com/modelauth/modelauth/functions/signingkeys"
+	"github.com/modelauth/modelauth/functions/token"
 	"github.com/modelauth/modelauth/functions/validate"
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/oidc"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
+	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // RoutePrefix is host.json's extensions.http.routePrefix.
@@ -45,7 +51,13 @@ type App struct {
 	// Rotator rotates the services' keys (rotatekeys, keyvaultevents and
 	// the rotate action).
 	Rotator *rotation.Rotator
-	Log     *slog.Logger
+	// SigningKeys sign the app's tokens; Tokens issues and verifies them.
+	SigningKeys *signingkey.Set
+	Tokens      *jwtauth.Authority
+	// OIDC verifies tokens of the external issuers (OIDC_ISSUERS); nil
+	// when none is configured.
+	OIDC *oidc.Verifier
+	Log  *slog.Logger
 }
 
 // NewApp loads the configuration, opens the secret store and makes sure the
@@ -78,7 +90,54 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 		store.Close()
 		return nil, fmt.Errorf("creating the administrator key: %w", err)
 	}
-	return &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: NewRotator(s, cfg, store, ring, log), Log: log}, nil
+	app := &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: NewRotator(s, cfg, store, ring, log), Log: log}
+	if err := app.initTokens(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return app, nil
+}
+
+// initTokens sets up the signing keys, the token authority and the
+// external issuers. With token-mode services, the first signing key is
+// written now, so that the JWKS served from the start holds it.
+func (a *App) initTokens(ctx context.Context) error {
+	s, cfg := a.Settings, a.Config
+	retention := cfg.MaxTokenLifetime()
+	if retention == 0 {
+		retention = config.DefaultTokenLifetime
+	}
+	a.SigningKeys = signingkey.New(a.Store, signingkey.Options{
+		Policy: signingkey.Policy{
+			Alg:          s.TokenSigningAlg,
+			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL,
+			Period:       s.SigningKeyPeriod,
+			Retention:    retention + s.TokenLeeway,
+		},
+		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
+		ExpiryMargin: rotation.ExpiryMargin, Logger: a.Log,
+	})
+	tokens, err := jwtauth.New(a.SigningKeys, jwtauth.Options{
+		Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes,
+	})
+	if err != nil {
+		return err
+	}
+	a.Tokens = tokens
+	if len(s.OIDCIssuers) > 0 {
+		a.OIDC, err = oidc.New(oidc.Options{Issuers: s.OIDCIssuers, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes, Logger: a.Log})
+		if err != nil {
+			return fmt.Errorf("OIDC_ISSUERS: %w", err)
+		}
+	} else if cfg.Has(config.AuthEntra) {
+		return fmt.Errorf("config: %w: entra-mode services need OIDC_ISSUERS (the Microsoft Entra issuers whose tokens they accept)", config.ErrInvalid)
+	}
+	if cfg.Has(config.AuthToken) {
+		if _, err := a.SigningKeys.Signer(ctx); err != nil {
+			return fmt.Errorf("creating the first signing key: %w", err)
+		}
+	}
+	return nil
 }
 
 // NewRotator returns the rotator of the services' keys: the validators'
@@ -109,8 +168,17 @@ func OpenStore(s config.Settings) (*secretstore.Store, error) {
 // HTTP function at its forwarded /api path, and the timer and Event Grid
 // functions at /<name>, where the host posts their invocation envelope.
 func (a *App) Handler() http.Handler {
-	services := &authn.Services{Config: a.Config, Keys: a.Keys}
-	admin := &authn.Admin{Keys: a.Keys}
+	services := &authn.Services{Config: a.Config, Keys: a.Keys, Tokens: a.Tokens, TokenCacheSize: a.Settings.TokenCacheSize}
+	if a.OIDC != nil {
+		services.Entra = a.OIDC
+	}
+	if a.SigningKeys != nil {
+		a.SigningKeys.OnRemove(services.DropTokens)
+	}
+	callers := &authn.Callers{Keys: a.Keys, AdminKeyDisabled: !a.Settings.AdminKeyEnabled, Audiences: a.Settings.OIDCAudiences}
+	if a.OIDC != nil {
+		callers.OIDC = a.OIDC
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", azfunc.Ready())
 
@@ -129,15 +197,23 @@ func (a *App) Handler() http.Handler {
 	if rot == nil {
 		rot = NewRotator(a.Settings, a.Config, a.Store, a.Keys, a.Log)
 	}
-	k := &keys.Function{Config: a.Config, Keys: a.Keys, Admin: admin, Log: a.Log, Rotator: rot}
+	k := &keys.Function{Config: a.Config, Keys: a.Keys, Callers: callers, Log: a.Log, Rotator: rot}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{$}", k) // {action?} empty
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
 
+	mux.Handle(RoutePrefix+"/services/{service}/token", &token.Function{Config: a.Config, Callers: callers, Tokens: a.Tokens, Log: a.Log})
+	mux.Handle(RoutePrefix+"/.well-known/{document}", &jwks.Function{Issuer: a.Settings.Issuer, Alg: a.Settings.TokenSigningAlg, Keys: a.SigningKeys, Log: a.Log})
+	mux.Handle(RoutePrefix+"/signing-keys/{action}", &signingkeys.Function{Callers: callers, Keys: a.SigningKeys, Log: a.Log})
+
 	// Non-HTTP functions: the handlers answer other methods with 405.
-	rk := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, Log: a.Log}
+	var sk rotatekeys.SigningKeys
+	if a.Config.Has(config.AuthToken) {
+		sk = a.SigningKeys
+	}
+	rk := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
 	mux.Handle("/rotatekeys", rk.Handler())
-	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, Log: a.Log}
+	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
 	mux.Handle("/keyvaultevents", kv.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))

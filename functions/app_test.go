@@ -213,7 +213,7 @@ func TestRefusesBadConfig(t *testing.T) {
 // local.settings.example.json (apart from those the host itself sets) and in
 // the README's settings table, and that neither lists a stale one.
 func TestSettingsDocumented(t *testing.T) {
-	hostSet := map[string]bool{"FUNCTIONS_APP_ROOT_PATH": true}
+	hostSet := map[string]bool{"FUNCTIONS_APP_ROOT_PATH": true, "WEBSITE_HOSTNAME": true}
 	// Read by the Functions host, or by libraries (azidentity, crypto/x509).
 	hostRead := map[string]bool{"FUNCTIONS_WORKER_RUNTIME": true, "AzureWebJobsStorage": true,
 		"AZURE_TENANT_ID": true, "AZURE_CLIENT_ID": true, "AZURE_CLIENT_SECRET": true, "SSL_CERT_FILE": true}

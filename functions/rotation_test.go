@@ -288,7 +288,6 @@ func TestKeyVaultEvents(t *testing.T) {
 	ignored := []map[string]any{
 		kvEvent("3", near, "tok-svc", time.Now()),
 		kvEvent("4", near, "admin-key", time.Now()),
-		kvEvent("5", expired, "signing-key", time.Now()),
 		kvEvent("6", near, "database-password", time.Now()),
 		kvEvent("7", near, "svc-nope-primary", time.Now()),  // unknown service
 		kvEvent("8", near, "svc-open-primary", time.Now()),  // mode none
@@ -307,6 +306,11 @@ func TestKeyVaultEvents(t *testing.T) {
 	}
 	if k := e.keys("svc"); k != k0 {
 		t.Fatalf("an ignored event rotated the keys")
+	}
+	// The signing-key secret's events run the signing keys' due-check,
+	// which writes nothing before the signing key is due.
+	if logs := send(kvEvent("5", expired, "signing-key", time.Now())); len(logs) != 1 || !strings.Contains(logs[0], "signing keys: not_due") {
+		t.Errorf("event for signing-key: logs %q; want the signing keys' due-check, not due", logs)
 	}
 	if strings.Contains(e.log.String(), "rotation_started") {
 		t.Fatalf("an ignored event started a rotation")

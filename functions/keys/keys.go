@@ -1,5 +1,7 @@
 // Package keys is the keys function: get_keys, regen_key and rotate for a
-// key-mode service, for administrators.
+// key-mode service. get_keys needs the role Keys.Read.<service>,
+// Keys.Read.All or Keys.Admin; regen_key and rotate need Keys.Admin; the
+// administrator key has every right.
 //
 //	GET  /api/services/{service}/keys             get_keys
 //	POST /api/services/{service}/keys/regenerate  regen_key
@@ -61,10 +63,10 @@ const maxBody = 4 << 10
 
 // Function serves the keys function.
 type Function struct {
-	Config *config.Config
-	Keys   *keyring.Ring
-	Admin  *authn.Admin
-	Log    *slog.Logger
+	Config  *config.Config
+	Keys    *keyring.Ring
+	Callers *authn.Callers
+	Log     *slog.Logger
 	// Rotator runs the rotate action; nil answers it 404.
 	Rotator rotatekeys.Rotator
 }
@@ -116,11 +118,15 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", allow)
 		return apierror.New(apierror.MethodNotAllowed, "use "+allow)
 	}
-	caller, fail := f.Admin.Authenticate(r.Context(), r)
+	service := r.PathValue("service")
+	right := authn.AdminKeys
+	if action == "" {
+		right = authn.ReadKeys
+	}
+	caller, fail := f.Callers.Authorize(r.Context(), r, right, service)
 	if fail != nil {
 		return fail
 	}
-	service := r.PathValue("service")
 	svc, ok := f.Config.Service(service)
 	if !ok {
 		return apierror.New(apierror.NotFound, "unknown service")

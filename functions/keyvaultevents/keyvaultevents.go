@@ -5,9 +5,10 @@
 // (svc-<service>-primary, -secondary or -active) of a key-mode service run
 // the same due-check as the rotatekeys timer for that service, and rotate
 // only if due: an event is a backstop for a stopped timer, never a trigger
-// of its own. Every other event (other types, other secrets such as tok-*,
-// admin-key or signing-key, other object types, unknown services, services
-// not in key mode) is ignored with a log line saying why. Because the
+// of its own. The same events for the signing-key secret run the signing
+// keys' due-check. Every other event (other types, other secrets such as
+// tok-* or admin-key, other object types, unknown services, services not
+// in key mode) is ignored with a log line saying why. Because the
 // outcome depends only on the keys' state and the time, duplicate, late and
 // out-of-order deliveries are harmless. The host invokes it with the
 // invocation envelope at /keyvaultevents.
@@ -23,6 +24,7 @@ import (
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // Binding is the Event Grid trigger binding's name in function.json.
@@ -33,7 +35,9 @@ type Function struct {
 	Config  *config.Config
 	Keys    *keyring.Ring
 	Rotator rotatekeys.Rotator
-	Log     *slog.Logger
+	// SigningKeys, if set, answers events for the signing-key secret.
+	SigningKeys rotatekeys.SigningKeys
+	Log         *slog.Logger
 }
 
 // Handler returns the function's invocation handler.
@@ -62,6 +66,13 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 	name := data.ObjectName
 	if name == "" {
 		name = ev.Subject
+	}
+	if strings.EqualFold(name, signingkey.SecretName) {
+		if f.SigningKeys == nil {
+			return ignore("no_token_services", "secret", name)
+		}
+		f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "secret", name)
+		return rotatekeys.RotateSigningKeys(ctx, f.SigningKeys, f.Log)
 	}
 	service, ok := ServiceOf(name)
 	if !ok {

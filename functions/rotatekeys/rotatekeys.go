@@ -1,7 +1,7 @@
 // Package rotatekeys is the rotatekeys timer function (design.md sections 2
 // and 5): on ROTATION_SCHEDULE it runs the due-check for every key-mode
 // service and rotates the keys that are due, first finishing any rotation
-// a crash left half done. The host invokes it with the invocation envelope
+// a crash left half done, and runs the signing keys' due-check. The host invokes it with the invocation envelope
 // at /rotatekeys.
 package rotatekeys
 
@@ -17,6 +17,7 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/rotation"
+	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // Binding is the timer trigger binding's name in function.json.
@@ -27,12 +28,19 @@ type Rotator interface {
 	Run(ctx context.Context, service string, force bool) (rotation.Result, error)
 }
 
+// SigningKeys rotates the token signing keys: [signingkey.Set].
+type SigningKeys interface {
+	Rotate(ctx context.Context, force bool) (signingkey.Result, error)
+}
+
 // Function serves the rotatekeys function.
 type Function struct {
 	Config  *config.Config
 	Keys    *keyring.Ring // creates a service's keys before its first rotation
 	Rotator Rotator
-	Log     *slog.Logger
+	// SigningKeys, if set, has its due-check run too.
+	SigningKeys SigningKeys
+	Log         *slog.Logger
 }
 
 // Handler returns the function's invocation handler.
@@ -71,9 +79,33 @@ func (f *Function) Run(ctx context.Context, t azfunc.TimerInfo) error {
 			azfunc.Logf(ctx, "rotatekeys: %s: %s", svc.Name, res.Outcome)
 		}()
 	}
+	if f.SigningKeys != nil {
+		n++
+		wg.Go(func() {
+			if err := RotateSigningKeys(ctx, f.SigningKeys, f.Log); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
 	wg.Wait()
 	f.Log.Info("rotatekeys_run", "services", n, "failed", len(errs), "pastDue", t.IsPastDue)
 	return errors.Join(errs...)
+}
+
+// RotateSigningKeys runs the signing keys' due-check, and writes the next
+// key if it is due. The outcome goes to the invocation's Logs and the log.
+func RotateSigningKeys(ctx context.Context, keys SigningKeys, log *slog.Logger) error {
+	res, err := keys.Rotate(ctx, false)
+	if err != nil {
+		log.Error("signing_key_rotation_failed", "error", err.Error())
+		azfunc.Logf(ctx, "rotatekeys: signing keys: failed: %v", err)
+		return fmt.Errorf("signing keys: %w", err)
+	}
+	log.Info("signing_key_rotation", "outcome", string(res.Outcome), "kid", res.Kid)
+	azfunc.Logf(ctx, "rotatekeys: signing keys: %s", res.Outcome)
+	return nil
 }
 
 // Rotate runs the rotation of service, after making sure its keys exist (a

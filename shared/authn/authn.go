@@ -1,13 +1,16 @@
 // Package authn decides who a request comes from: the one validation path
-// that the validate and score functions share for service callers, and that
-// the management functions use for administrators.
+// that the validate and score functions share for service callers (keys,
+// the app's tokens, Microsoft Entra tokens, each only for services of that
+// mode), and that the management functions use for their callers (the
+// administrator key, or tokens of external OIDC issuers with app roles).
 //
 // # Errors
 //
 // Failures are *apierror.Error values whose message is safe to return:
-// Unauthorized (with the RFC 6750 challenge in [Challenge]), BadRequest for
-// a malformed Authorization header, NotFound for an unknown service and
-// Unavailable when the keys cannot be read. No error names a key.
+// Unauthorized (with the RFC 6750 challenge), BadRequest for a malformed
+// Authorization header, Forbidden for a caller without the right,
+// NotFound for an unknown service and Unavailable when keys cannot be read.
+// No error names a key or repeats a token.
 package authn
 
 import (
@@ -16,19 +19,26 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/bearer"
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/oidc"
+	"github.com/modelauth/modelauth/shared/tokencache"
 )
 
 // Auth types reported in [Identity.AuthType].
 const (
-	TypeKey  = "key"
-	TypeNone = "none"
+	TypeKey   = "key"
+	TypeToken = "token"
+	TypeEntra = "entra"
+	TypeNone  = "none"
 )
 
 // Identity is who a request to a service comes from.
@@ -165,27 +175,52 @@ func credentials(r *http.Request, realm string) (string, *Failure) {
 	return cred, nil
 }
 
+// ExternalVerifier verifies tokens of external OpenID Connect issuers:
+// [oidc.Verifier].
+type ExternalVerifier interface {
+	Verify(ctx context.Context, raw string, audiences []string) (*oidc.Claims, error)
+}
+
+var _ ExternalVerifier = (*oidc.Verifier)(nil)
+
 // Services authenticates callers of the configured services. Its fields
 // must not change after the first call of Authenticate.
 type Services struct {
 	Config *config.Config
 	Keys   *keyring.Ring
+	// Tokens verifies the app's tokens for token-mode services; nil
+	// refuses them.
+	Tokens *jwtauth.Authority
+	// Entra verifies Microsoft Entra tokens for entra-mode services; nil
+	// refuses them.
+	Entra ExternalVerifier
+	// TokenCacheSize bounds the verified-token cache (default 10000).
+	TokenCacheSize int
+	// Now is the clock of the token cache; nil means time.Now.
+	Now func() time.Time
 
 	once    sync.Once
 	entries map[string]*entry
+	tokens  *tokencache.Cache[Identity]
 }
 
 // entry is what Authenticate needs of one service, looked up once.
 type entry struct {
-	svc  config.Service
-	keys keyring.ServiceKeys
+	svc       config.Service
+	keys      keyring.ServiceKeys
+	audiences []string // entra mode
 	// ids are the identities the service can produce, with their headers
 	// and JSON prepared: anonymous for mode none, or Primary and Secondary.
 	ids map[string]Identity
 }
 
-func (s *Services) entry(service string) (*entry, bool) {
+func (s *Services) init() {
 	s.once.Do(func() {
+		size := s.TokenCacheSize
+		if size <= 0 {
+			size = 10000
+		}
+		s.tokens = tokencache.New[Identity](size, s.Now)
 		s.entries = make(map[string]*entry, len(s.Config.Services))
 		for _, svc := range s.Config.Services {
 			e := &entry{svc: svc, ids: map[string]Identity{}}
@@ -197,6 +232,8 @@ func (s *Services) entry(service string) (*entry, bool) {
 				for _, kt := range []keyring.KeyType{keyring.Primary, keyring.Secondary} {
 					e.ids[string(kt)] = Identity{Service: svc.Name, Subject: keySubject(kt), AuthType: TypeKey, KeyType: string(kt)}
 				}
+			case config.AuthEntra:
+				e.audiences = []string{svc.Audience}
 			}
 			for k, id := range e.ids {
 				id.enc = newEncoded(id)
@@ -205,26 +242,35 @@ func (s *Services) entry(service string) (*entry, bool) {
 			s.entries[svc.Name] = e
 		}
 	})
-	e, ok := s.entries[service]
-	return e, ok
+}
+
+// DropTokens forgets the verified tokens signed by kids: the signing keys
+// revoked. It suits [signingkey.Set.OnRemove].
+func (s *Services) DropTokens(kids []string) {
+	s.init()
+	s.tokens.DropKids(kids)
 }
 
 // Authenticate returns who r comes from, for service.
 func (s *Services) Authenticate(ctx context.Context, service string, r *http.Request) (Identity, *Failure) {
-	e, ok := s.entry(service)
+	s.init()
+	e, ok := s.entries[service]
 	if !ok {
 		return Identity{}, &Failure{Err: apierror.New(apierror.NotFound, "unknown service")}
 	}
 	name := e.svc.Name
-	switch e.svc.AuthMode {
-	case config.AuthNone:
+	if e.svc.AuthMode == config.AuthNone {
 		return e.ids[TypeNone], nil
+	}
+	cred, f := credentials(r, name)
+	if f != nil {
+		return Identity{}, f
+	}
+	// Keys never contain '.', and JWTs always do.
+	isJWT := strings.IndexByte(cred, '.') >= 0
+	switch e.svc.AuthMode {
 	case config.AuthKey:
-		cred, f := credentials(r, name)
-		if f != nil {
-			return Identity{}, f
-		}
-		if strings.Contains(cred, ".") {
+		if isJWT {
 			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes keys, not tokens")
 		}
 		kt, err := e.keys.Validate(ctx, cred)
@@ -232,14 +278,75 @@ func (s *Services) Authenticate(ctx context.Context, service string, r *http.Req
 			return Identity{}, keyFailure(name, err)
 		}
 		return e.ids[string(kt)], nil
-	default:
-		// Token verification arrives with token auth; until then nothing
-		// passes for a token-mode service.
-		if _, f := credentials(r, name); f != nil {
-			return Identity{}, f
+	case config.AuthToken, config.AuthEntra:
+		if !isJWT {
+			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes tokens, not keys")
 		}
-		return Identity{}, unauthorized(name, bearer.InvalidToken, "token verification is not available for this service")
+		key := tokencache.KeyOf(cred)
+		if id, ok := s.tokens.Get(key); ok && id.Service == name {
+			return id, nil
+		}
+		if e.svc.AuthMode == config.AuthToken {
+			return s.verifyOwn(ctx, name, cred, key)
+		}
+		return s.verifyEntra(ctx, e, cred, key)
 	}
+	return Identity{}, &Failure{Err: apierror.New(apierror.Internal, "unknown auth mode")}
+}
+
+// verifyOwn checks one of the app's tokens for service and caches who it
+// proves.
+func (s *Services) verifyOwn(ctx context.Context, service, cred string, key tokencache.Key) (Identity, *Failure) {
+	if s.Tokens == nil {
+		return Identity{}, unauthorized(service, bearer.InvalidToken, "token verification is not configured")
+	}
+	c, err := s.Tokens.Verify(ctx, service, cred)
+	if err != nil {
+		if errors.Is(err, jwtauth.ErrUnavailable) {
+			return Identity{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the signing keys cannot be read right now", err)}
+		}
+		return Identity{}, tokenFailure(service, err)
+	}
+	id := prepared(Identity{Service: service, Subject: c.Subject, AuthType: TypeToken})
+	s.tokens.Put(key, id, c.Expiry, c.Kid)
+	return id, nil
+}
+
+// verifyEntra checks a Microsoft Entra token for an entra-mode service:
+// its audience, and the required role if the service names one.
+func (s *Services) verifyEntra(ctx context.Context, e *entry, cred string, key tokencache.Key) (Identity, *Failure) {
+	name := e.svc.Name
+	if s.Entra == nil {
+		return Identity{}, unauthorized(name, bearer.InvalidToken, "no OIDC issuer is configured")
+	}
+	c, err := s.Entra.Verify(ctx, cred, e.audiences)
+	if err != nil {
+		if errors.Is(err, oidc.ErrUnavailable) {
+			return Identity{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the issuer's keys cannot be read right now", err)}
+		}
+		return Identity{}, tokenFailure(name, err)
+	}
+	if r := e.svc.RequiredRole; r != "" && !slices.Contains(c.Roles, r) {
+		return Identity{}, &Failure{
+			Err:       apierror.New(apierror.Forbidden, "the token lacks the role this service requires"),
+			Challenge: bearer.Challenge(name, bearer.InsufficientScope, "the token lacks the role this service requires"),
+		}
+	}
+	id := prepared(Identity{Service: name, Subject: c.Subject, AuthType: TypeEntra})
+	s.tokens.Put(key, id, c.Expiry, "")
+	return id, nil
+}
+
+func prepared(id Identity) Identity {
+	id.enc = newEncoded(id)
+	return id
+}
+
+// tokenFailure answers a refused token; the cause goes to the log only.
+func tokenFailure(realm string, err error) *Failure {
+	f := unauthorized(realm, bearer.InvalidToken, "the token is not valid")
+	f.Err = apierror.Wrap(apierror.Unauthorized, "the token is not valid", err)
+	return f
 }
 
 // keySubject names the key a caller used, without allocating for the two
@@ -263,30 +370,4 @@ func keyFailure(realm string, err error) *Failure {
 	default:
 		return &Failure{Err: apierror.Wrap(apierror.Unavailable, "the keys cannot be read right now", err)}
 	}
-}
-
-// Caller is an authenticated caller of a management function.
-type Caller struct {
-	Subject string
-}
-
-// AdminRealm is the realm of management challenges.
-const AdminRealm = "modelauth"
-
-// Admin authenticates administrators: callers presenting the
-// administrator key.
-type Admin struct {
-	Keys *keyring.Ring
-}
-
-// Authenticate returns the caller of r, who must be an administrator.
-func (a *Admin) Authenticate(ctx context.Context, r *http.Request) (Caller, *Failure) {
-	cred, f := credentials(r, AdminRealm)
-	if f != nil {
-		return Caller{}, f
-	}
-	if err := a.Keys.ValidateAdmin(ctx, cred); err != nil {
-		return Caller{}, keyFailure(AdminRealm, err)
-	}
-	return Caller{Subject: "admin"}, nil
 }

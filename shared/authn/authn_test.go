@@ -16,7 +16,7 @@ import (
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
-func setup(t *testing.T) (*Services, *Admin, keyring.Keys, *secretstore.Store) {
+func setup(t *testing.T) (*Services, *Callers, keyring.Keys, *secretstore.Store) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`{"services":[
 		{"name":"iris"},{"name":"open","authMode":"none"},{"name":"tok","authMode":"token"}]}`))
@@ -36,7 +36,7 @@ func setup(t *testing.T) (*Services, *Admin, keyring.Keys, *secretstore.Store) {
 	if err := ring.EnsureAdminKey(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return &Services{Config: cfg, Keys: ring}, &Admin{Keys: ring}, keys, store
+	return &Services{Config: cfg, Keys: ring}, &Callers{Keys: ring}, keys, store
 }
 
 func request(auth ...string) *http.Request {
