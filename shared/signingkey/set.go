@@ -14,8 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -533,5 +533,3 @@ func bigEndian(n int64) []byte {
 	}
 	return b
 }
-
-

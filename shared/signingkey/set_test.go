@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 	"github.com/modelauth/modelauth/shared/signingkey"
@@ -213,58 +214,76 @@ func TestStoreFailures(t *testing.T) {
 }
 
 // TestNoValidTokenRefused drives two instances through random rotations,
-// forced rotations and time, issuing "tokens" (a kid and an exp) from both,
-// and checks after every step that every unexpired token's key is published
-// and verifies on both instances: the JWKS never lacks a key a valid token
-// needs.
+// forced rotations and time, issuing real tokens from both (jwtauth over
+// the set), and checks after every step that every unexpired token
+// verifies on both instances and that its key is in both JWKSs: no valid
+// token is ever refused before its exp, and the JWKS never lacks a key that
+// a valid token needs.
 func TestNoValidTokenRefused(t *testing.T) {
 	const lifetime = time.Hour
 	p := policy
 	p.Period = 3 * time.Hour // rotations often
 	p.Alg = signingkey.ES256 // the schedule is the same; RSA keys take long to generate
-	for seed := range uint64(8) {
+	for seed := range uint64(6) {
 		t.Run("", func(t *testing.T) {
 			ctx := context.Background()
 			rng := mrand.New(mrand.NewPCG(seed, 1))
 			clk := fakeclock.New(at(0))
 			st := newStore(t, clk)
-			insts := []*signingkey.Set{newSet(st, clk, p), newSet(st, clk, p)}
+			var insts []*jwtauth.Authority
+			var sets []*signingkey.Set
+			for range 2 {
+				set := newSet(st, clk, p)
+				a, err := jwtauth.New(set, jwtauth.Options{Issuer: "https://app/api", Alg: p.Alg, Leeway: time.Minute, Now: clk.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				insts, sets = append(insts, a), append(sets, set)
+			}
 			type token struct {
-				kid string
-				exp time.Time
+				raw, kid string
+				exp      time.Time
 			}
 			var tokens []token
-			for step := range 300 {
-				in := insts[rng.IntN(2)]
+			rotations := 0
+			for step := range 200 {
+				i := rng.IntN(2)
 				switch rng.IntN(4) {
 				case 0:
 					clk.Advance(time.Duration(rng.Int64N(int64(40 * time.Minute))))
 				case 1:
-					if _, err := in.Rotate(ctx, rng.IntN(4) == 0); err != nil {
-						t.Fatal(err)
-					}
-				default:
-					k, err := in.Signer(ctx)
+					res, err := sets[i].Rotate(ctx, rng.IntN(4) == 0)
 					if err != nil {
 						t.Fatal(err)
 					}
-					tokens = append(tokens, token{k.Kid, clk.Now().Add(lifetime)})
+					if res.Outcome == signingkey.Rotated {
+						rotations++
+					}
+				default:
+					tok, issued, err := insts[i].Issue(ctx, "svc", "client", lifetime, lifetime/2)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tokens = append(tokens, token{tok.AccessToken, issued.Kid, time.Unix(tok.ExpiryOn, 0)})
 				}
 				now := clk.Now()
 				for _, tok := range tokens {
 					if !now.Before(tok.exp) {
 						continue
 					}
-					for i, in := range insts {
-						if _, err := in.Lookup(ctx, tok.kid); err != nil {
+					for i := range insts {
+						if _, err := insts[i].Verify(ctx, "svc", tok.raw); err != nil {
 							t.Fatalf("seed %d step %d: instance %d refuses a token valid until %v: %v", seed, step, i, tok.exp, err)
 						}
-						pub, _ := in.Published(ctx)
+						pub, _ := sets[i].Published(ctx)
 						if !slices.Contains(kids(pub), tok.kid) {
 							t.Fatalf("seed %d step %d: instance %d's JWKS lacks the key of a valid token", seed, step, i)
 						}
 					}
 				}
+			}
+			if rotations < 3 {
+				t.Fatalf("seed %d: only %d rotations: the walk does not exercise the timeline", seed, rotations)
 			}
 		})
 	}
