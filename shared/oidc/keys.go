@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,10 +170,26 @@ func (s *issuer) fetch(ctx context.Context, uri string) (string, map[string][]ve
 	return uri, keys, maxAge, nil
 }
 
+// entraV1 matches Microsoft Entra ID's v1 issuer, https://sts.windows.net/{tenant}/.
+var entraV1 = regexp.MustCompile(`^https://sts\.windows\.net/([0-9A-Za-z.-]+)/$`)
+
+// DiscoveryURL returns where the discovery document of issuer iss is:
+// iss + "/.well-known/openid-configuration" (OpenID Connect Discovery 1.0
+// section 4), except for Microsoft Entra ID's v1 issuer
+// https://sts.windows.net/{tenant}/, whose document Microsoft publishes at
+// https://login.microsoftonline.com/{tenant}/.well-known/openid-configuration
+// (it names the v1 issuer, so the issuer check still holds).
+func DiscoveryURL(iss string) string {
+	if m := entraV1.FindStringSubmatch(iss); m != nil {
+		return "https://login.microsoftonline.com/" + m[1] + "/.well-known/openid-configuration"
+	}
+	return strings.TrimSuffix(iss, "/") + "/.well-known/openid-configuration"
+}
+
 // discover fetches the issuer's discovery document and returns its
 // jwks_uri.
 func (s *issuer) discover(ctx context.Context) (string, error) {
-	u := strings.TrimSuffix(s.iss, "/") + "/.well-known/openid-configuration"
+	u := DiscoveryURL(s.iss)
 	body, _, err := s.get(ctx, u, maxDiscoveryBytes)
 	if err != nil {
 		return "", fmt.Errorf("discovery: %w", err)

@@ -961,3 +961,18 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestDiscoveryURL(t *testing.T) {
+	tests := []struct{ iss, want string }{
+		{"https://login.microsoftonline.com/t1/v2.0", "https://login.microsoftonline.com/t1/v2.0/.well-known/openid-configuration"},
+		{"https://sts.windows.net/0d1e2f3a-aaaa-bbbb-cccc-123456789abc/", "https://login.microsoftonline.com/0d1e2f3a-aaaa-bbbb-cccc-123456789abc/.well-known/openid-configuration"},
+		{"https://sts.windows.net/t1", "https://sts.windows.net/t1/.well-known/openid-configuration"}, // not the v1 shape
+		{"https://idp.example.com/", "https://idp.example.com/.well-known/openid-configuration"},
+		{"http://127.0.0.1:8080/tenant/", "http://127.0.0.1:8080/tenant/.well-known/openid-configuration"},
+	}
+	for _, tt := range tests {
+		if got := oidc.DiscoveryURL(tt.iss); got != tt.want {
+			t.Errorf("DiscoveryURL(%q) = %q; want %q", tt.iss, got, tt.want)
+		}
+	}
+}
