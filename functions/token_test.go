@@ -448,3 +448,39 @@ func TestWellKnown(t *testing.T) {
 		t.Errorf("POST jwks = %d; want 405", rec.Code)
 	}
 }
+
+// TestRevokeReachesOtherInstances: an instance that remembers a verified
+// token forgets it within KEY_CACHE_TTL of a revoke on another instance.
+func TestRevokeReachesOtherInstances(t *testing.T) {
+	ttl := time.Second
+	a := newTokenEnv(t, func(s *config.Settings) { s.KeyCacheTTL = ttl })
+	// A second instance on the same store and configuration.
+	b, err := NewApp(context.Background(), a.a.Settings, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	bh := b.Handler()
+	validateB := func(tok string) int {
+		req := httptest.NewRequest("GET", "/api/services/tok/validate", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		bh.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	tok := a.token("tok", a.admin).AccessToken
+	if got := validateB(tok); got != 200 {
+		t.Fatalf("instance B = %d; want 200", got)
+	}
+	if rec := a.do("POST", "/api/signing-keys/revoke", a.admin); rec.Code != 200 {
+		t.Fatalf("revoke = %d %s", rec.Code, rec.Body)
+	}
+	time.Sleep(ttl + 100*time.Millisecond) // the TTL is the bound under test
+	if got := validateB(tok); got != 401 {
+		t.Fatalf("instance B one TTL after the revoke = %d; want 401", got)
+	}
+	// B takes the new key's tokens.
+	if got := validateB(a.token("tok", a.admin).AccessToken); got != 200 {
+		t.Fatalf("instance B, a token of the new key = %d; want 200", got)
+	}
+}

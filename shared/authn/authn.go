@@ -282,11 +282,19 @@ func (s *Services) Authenticate(ctx context.Context, service string, r *http.Req
 		if !isJWT {
 			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes tokens, not keys")
 		}
+		own := e.svc.AuthMode == config.AuthToken
+		if own && s.Tokens != nil {
+			// Before trusting a remembered token: a signing key revoked
+			// on another instance must be forgotten within the TTL.
+			if err := s.Tokens.Sync(ctx); err != nil {
+				return Identity{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the signing keys cannot be read right now", err)}
+			}
+		}
 		key := tokencache.KeyOf(cred)
 		if id, ok := s.tokens.Get(key); ok && id.Service == name {
 			return id, nil
 		}
-		if e.svc.AuthMode == config.AuthToken {
+		if own {
 			return s.verifyOwn(ctx, name, cred, key)
 		}
 		return s.verifyEntra(ctx, e, cred, key)

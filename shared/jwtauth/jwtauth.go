@@ -143,6 +143,17 @@ func (a *Authority) Issue(ctx context.Context, service, subject string, lifetime
 		Issued{JTI: jti, Kid: key.Kid}, nil
 }
 
+// Sync refreshes the signing keys if their cached read has outlived the
+// key-cache TTL; see [signingkey.Set.Sync]. A verifier that remembers
+// tokens calls it before trusting what it remembers, so that a key revoked
+// on another instance is forgotten within the TTL.
+func (a *Authority) Sync(ctx context.Context) error {
+	if err := a.keys.Sync(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Claims are what a verified token proves.
 type Claims struct {
 	Service string

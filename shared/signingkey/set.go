@@ -141,6 +141,14 @@ func (s *Set) OnRemove(fn func(kids []string)) {
 	s.onRemove = append(s.onRemove, fn)
 }
 
+// Sync reads the store again if the cached read is older than the TTL, so
+// that the kids that left (revoked on another instance) are reported to
+// OnRemove. It costs nothing while the read is fresh.
+func (s *Set) Sync(ctx context.Context) error {
+	_, err := s.cache.Get(ctx)
+	return err
+}
+
 // Timeline returns the keys' standing now, from the cached read.
 func (s *Set) Timeline(ctx context.Context) (Timeline, error) {
 	snap, err := s.cache.Get(ctx)
