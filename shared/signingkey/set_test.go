@@ -57,13 +57,15 @@ func sign(t *testing.T, k *signingkey.Key) {
 }
 
 func TestRotationLifecycle(t *testing.T) {
-	for _, alg := range []string{signingkey.RS256, signingkey.ES256} {
-		t.Run(alg, func(t *testing.T) {
+	for _, tc := range []struct{ alg, store string }{
+		{signingkey.RS256, "file"}, {signingkey.ES256, "file"}, {signingkey.ES256, "keyvault"},
+	} {
+		t.Run(tc.alg+" "+tc.store, func(t *testing.T) {
 			ctx := context.Background()
 			clk := fakeclock.New(at(0))
 			p := policy
-			p.Alg = alg
-			set := newSet(newStore(t, clk), clk, p)
+			p.Alg = tc.alg
+			set := newSet(openStore(t, tc.store, clk), clk, p)
 			var removed []string
 			set.OnRemove(func(k []string) { removed = append(removed, k...) })
 
@@ -128,9 +130,15 @@ func TestRotationLifecycle(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
+	for _, kind := range stores {
+		t.Run(kind, func(t *testing.T) { testRevoke(t, kind) })
+	}
+}
+
+func testRevoke(t *testing.T, kind string) {
 	ctx := context.Background()
 	clk := fakeclock.New(at(0))
-	st := newStore(t, clk)
+	st := openStore(t, kind, clk)
 	set := newSet(st, clk, policy)
 	other := newSet(st, clk, policy) // another instance
 	var removed []string
