@@ -95,6 +95,17 @@ func (v *Value[T]) Reload(ctx context.Context) (*Snapshot[T], error) {
 	return v.read(ctx)
 }
 
+// Update replaces the cached value with fn of it, keeping its age (for a
+// change this process made and knows of before the source shows it). It
+// does nothing while nothing is cached.
+func (v *Value[T]) Update(fn func(T) T) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cur := v.snap.Load(); cur != nil {
+		v.snap.Store(&Snapshot[T]{Value: fn(cur.Value), Loaded: cur.Loaded})
+	}
+}
+
 // Peek returns the cached snapshot without reading, or nil.
 func (v *Value[T]) Peek() *Snapshot[T] { return v.snap.Load() }
 

@@ -172,3 +172,27 @@ func TestBackoffOption(t *testing.T) {
 		t.Fatal("no read after the Backoff window")
 	}
 }
+
+func TestUpdateKeepsAge(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	src := &source{}
+	var stale atomic.Int32
+	v := newValue(clk, src, &stale)
+	v.Update(func(n int32) int32 { return n + 1 }) // nothing cached: no effect
+	if v.Peek() != nil {
+		t.Fatal("Update cached a value")
+	}
+	ctx := context.Background()
+	src.n.Store(1)
+	first, _ := v.Get(ctx)
+	clk.Advance(10 * time.Second)
+	v.Update(func(n int32) int32 { return n + 41 })
+	s, _ := v.Get(ctx)
+	if s.Value != 42 || !s.Loaded.Equal(first.Loaded) || src.reads.Load() != 1 {
+		t.Fatalf("after Update: %d loaded %v (reads %d); want 42 loaded %v, no read", s.Value, s.Loaded, src.reads.Load(), first.Loaded)
+	}
+	clk.Advance(20 * time.Second) // the TTL counts from the read, not the Update
+	if s, _ := v.Get(ctx); s.Value != 1 {
+		t.Fatalf("after the TTL Get = %d; want a fresh read", s.Value)
+	}
+}

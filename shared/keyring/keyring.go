@@ -28,11 +28,10 @@ import (
 	"maps"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/modelauth/modelauth/shared/apikey"
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
@@ -172,15 +171,15 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 		r.opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	for _, s := range services {
-		r.sets[s] = &keySet{ring: r, id: s, service: s, slots: []slot{
+		r.sets[s] = r.newKeySet(s, s, []slot{
 			{label: string(Primary), secret: KeySecret(s, Primary), tags: ServiceTags(s)},
 			{label: string(Secondary), secret: KeySecret(s, Secondary), tags: ServiceTags(s)},
 			{secret: ActiveSecret(s), active: true}, // labelled by its slot tag
-		}}
+		})
 	}
-	r.sets[adminSetID] = &keySet{ring: r, id: "admin", slots: []slot{
+	r.sets[adminSetID] = r.newKeySet("admin", "", []slot{
 		{label: "admin", secret: AdminKeySecret, tags: map[string]string{"managed-by": "modelauth", "kind": "admin-key"}},
-	}}
+	})
 	return r
 }
 
@@ -374,98 +373,59 @@ type keySet struct {
 	service string // "" for the administrator key
 	slots   []slot
 
-	snap atomic.Pointer[snapshot]
-
-	mu       sync.Mutex // serialises store reads; guards the fields below
-	lastMiss time.Time  // of the last store read caused by an unknown key
-	lastFail time.Time  // of the last failed store read
-	lastErr  error      // of the last store read
+	cache *cache.Value[*snapshot]
 }
 
+// snapshot is one read of the set's secrets.
 type snapshot struct {
-	set    apikey.Set
-	loaded time.Time
+	set  apikey.Set
+	vals []read
 }
 
+func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
+	ks := &keySet{ring: r, id: id, service: service, slots: slots}
+	o := r.opts
+	ks.cache = cache.New(ks.load, cache.Options{
+		TTL: o.TTL, RefreshMinInterval: o.RefreshMinInterval, MaxStale: o.MaxStale, Now: o.Now,
+		// A throttled store's Retry-After, capped at the TTL: a long one
+		// must not keep a recovered store unread past the staleness bound.
+		Backoff: func(err error) time.Duration { return secretstore.Backoff(err, o.RefreshMinInterval, o.TTL) },
+		OnStale: func(age time.Duration, err error) {
+			o.Logger.Warn("key_store_unavailable", "keys", id, "cache_age", age.Round(time.Second).String(), "error", err.Error())
+		},
+	})
+	return ks
+}
+
+// match returns the label of the key that key is. An unknown key reads the
+// store again (at most once per RefreshMinInterval): the keys may have
+// changed on another instance.
 func (ks *keySet) match(ctx context.Context, key string) (string, error) {
-	now := ks.ring.opts.Now()
-	snap := ks.snap.Load()
-	if snap == nil || now.Sub(snap.loaded) >= ks.ring.opts.TTL {
-		var err error
-		if snap, err = ks.refresh(ctx, snap, false); err != nil {
-			return "", err
-		}
-	}
-	if label, ok := snap.set.Match(key); ok {
-		return label, nil
-	}
-	// An unknown key: the keys may have changed on another instance.
-	fresh, err := ks.refresh(ctx, snap, true)
+	snap, err := ks.cache.Get(ctx)
 	if err != nil {
 		return "", err
 	}
-	if label, ok := fresh.set.Match(key); ok {
+	if label, ok := snap.Value.set.Match(key); ok {
+		return label, nil
+	}
+	if snap, err = ks.cache.Miss(ctx, snap); err != nil {
+		return "", err
+	}
+	if label, ok := snap.Value.set.Match(key); ok {
 		return label, nil
 	}
 	return "", ErrNoMatch
-}
-
-// refresh reads the store unless another goroutine already did since seen.
-// For a miss it reads at most once per RefreshMinInterval, and after a
-// failure it waits as long before trying again. When the store cannot be
-// read it serves seen while seen is within TTL+MaxStale.
-func (ks *keySet) refresh(ctx context.Context, seen *snapshot, miss bool) (*snapshot, error) {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	o := ks.ring.opts
-	now := o.Now()
-	if cur := ks.snap.Load(); cur != seen && cur != nil {
-		return cur, nil // read meanwhile by someone else
-	}
-	if miss {
-		if seen != nil && now.Sub(ks.lastMiss) < o.RefreshMinInterval {
-			return seen, nil
-		}
-		ks.lastMiss = now
-	}
-	if ks.lastErr != nil && now.Sub(ks.lastFail) < ks.backoff(ks.lastErr) {
-		return ks.serveStale(seen, now, ks.lastErr)
-	}
-	if _, err := ks.load(ctx); err != nil {
-		ks.lastErr, ks.lastFail = err, now
-		return ks.serveStale(seen, now, err)
-	}
-	ks.lastErr = nil
-	return ks.snap.Load(), nil
-}
-
-// backoff is how long to leave the store alone after err: the refresh
-// interval, or longer if a throttled store asked for it.
-func (ks *keySet) backoff(err error) time.Duration {
-	o := ks.ring.opts
-	return secretstore.Backoff(err, o.RefreshMinInterval, o.TTL)
-}
-
-func (ks *keySet) serveStale(seen *snapshot, now time.Time, err error) (*snapshot, error) {
-	o := ks.ring.opts
-	if seen != nil && o.MaxStale > 0 && now.Sub(seen.loaded) < o.TTL+o.MaxStale {
-		o.Logger.Warn("key_store_unavailable", "keys", ks.id,
-			"cache_age", now.Sub(seen.loaded).Round(time.Second).String(), "error", err.Error())
-		return seen, nil
-	}
-	return nil, err
 }
 
 // reload reads the store now, whatever the cache holds, and returns the
 // values read. A slot whose newest version is disabled gives ErrDisabled,
 // after the cache was refreshed without it.
 func (ks *keySet) reload(ctx context.Context) ([]read, error) {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	vals, err := ks.load(ctx)
+	snap, err := ks.cache.Reload(ctx)
 	if err != nil {
 		return nil, err
 	}
+	vals := snap.Value.vals
 	for i, v := range vals {
 		if v.value == "" {
 			return nil, fmt.Errorf("%w: %s", ErrDisabled, ks.slots[i].secret)
@@ -474,13 +434,10 @@ func (ks *keySet) reload(ctx context.Context) ([]read, error) {
 	return vals, nil
 }
 
-// load reads every slot's newest version, creating missing secrets, and
-// publishes a new snapshot. A slot whose newest version is disabled gets
-// the value "" and accepts nothing. ks.mu must be held.
-func (ks *keySet) load(ctx context.Context) ([]read, error) {
-	// The TTL counts from before the reads, so a slow store does not
-	// lengthen it.
-	start := ks.ring.opts.Now()
+// load reads every slot's newest version, creating missing secrets. A slot
+// whose newest version is disabled gets the value "" and accepts nothing.
+// The cache serialises calls.
+func (ks *keySet) load(ctx context.Context) (*snapshot, error) {
 	vals := make([]read, len(ks.slots))
 	var set apikey.Set
 	disabled := map[string]bool{}
@@ -513,8 +470,7 @@ func (ks *keySet) load(ctx context.Context) ([]read, error) {
 		vals[i] = read{sec.Value, sec.Tags}
 		set = set.Add(label, sec.Value)
 	}
-	ks.snap.Store(&snapshot{set: set, loaded: start})
-	return vals, nil
+	return &snapshot{set: set, vals: vals}, nil
 }
 
 // converge settles a race between instances creating a service's first
@@ -546,11 +502,9 @@ func (ks *keySet) converge(ctx context.Context, copySec secretstore.Secret, vals
 // replace puts value in the cache as the key of the slot labelled label,
 // keeping the snapshot's age.
 func (ks *keySet) replace(label, value string) {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	if cur := ks.snap.Load(); cur != nil {
-		ks.snap.Store(&snapshot{set: cur.set.Replace(label, value), loaded: cur.loaded})
-	}
+	ks.cache.Update(func(cur *snapshot) *snapshot {
+		return &snapshot{set: cur.set.Replace(label, value), vals: cur.vals}
+	})
 }
 
 func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (secretstore.Secret, error) {
