@@ -24,7 +24,8 @@ FUZZ_TARGETS := \
 	./shared/azfunc:FuzzDecodeInvokeRequest \
 	./shared/azfunc:FuzzTime \
 	./shared/secretstore/filestore:FuzzValueRoundTrip:1000x \
-	./shared/secretstore/filestore:FuzzDecodeRecord
+	./shared/secretstore/filestore:FuzzDecodeRecord \
+	./shared/jwtauth:FuzzVerify
 
 .PHONY: build stage run admin-key test fuzz-short fuzz bench lint clean
 

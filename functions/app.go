@@ -103,23 +103,8 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 // written now, so that the JWKS served from the start holds it.
 func (a *App) initTokens(ctx context.Context) error {
 	s, cfg := a.Settings, a.Config
-	retention := cfg.MaxTokenLifetime()
-	if retention == 0 {
-		retention = config.DefaultTokenLifetime
-	}
-	a.SigningKeys = signingkey.New(a.Store, signingkey.Options{
-		Policy: signingkey.Policy{
-			Alg:          s.TokenSigningAlg,
-			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL,
-			Period:       s.SigningKeyPeriod,
-			Retention:    retention + s.TokenLeeway,
-		},
-		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
-		ExpiryMargin: rotation.ExpiryMargin, Logger: a.Log,
-	})
-	tokens, err := jwtauth.New(a.SigningKeys, jwtauth.Options{
-		Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes,
-	})
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyOptions())
+	tokens, err := jwtauth.New(a.SigningKeys, a.tokenOptions())
 	if err != nil {
 		return err
 	}
@@ -138,6 +123,33 @@ func (a *App) initTokens(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// signingKeyOptions are the signing keys' schedule and cache bounds from
+// the settings: the next key is published a JWKS max-age plus a key-cache
+// TTL before it signs, and a replaced key stays published for the longest
+// token lifetime plus the leeway.
+func (a *App) signingKeyOptions() signingkey.Options {
+	s := a.Settings
+	retention := a.Config.MaxTokenLifetime()
+	if retention == 0 {
+		retention = config.DefaultTokenLifetime
+	}
+	return signingkey.Options{
+		Policy: signingkey.Policy{
+			Alg:          s.TokenSigningAlg,
+			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL,
+			Period:       s.SigningKeyPeriod,
+			Retention:    retention + s.TokenLeeway,
+		},
+		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
+		ExpiryMargin: rotation.ExpiryMargin, Logger: a.Log,
+	}
+}
+
+func (a *App) tokenOptions() jwtauth.Options {
+	s := a.Settings
+	return jwtauth.Options{Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes}
 }
 
 // NewRotator returns the rotator of the services' keys: the validators'

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // lockedBuffer collects the app's JSON log.
@@ -64,7 +66,16 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	}
 	t.Cleanup(func() { a.Close() })
 	a.Rotator.TTL = 0
-	a.Rotator.Now = func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
+	a.Rotator.Now = e.clock
+	// The signing keys and tokens follow the test's clock too.
+	skOpts := a.signingKeyOptions()
+	skOpts.Now = e.clock
+	a.SigningKeys = signingkey.New(a.Store, skOpts)
+	tokOpts := a.tokenOptions()
+	tokOpts.Now = e.clock
+	if a.Tokens, err = jwtauth.New(a.SigningKeys, tokOpts); err != nil {
+		t.Fatal(err)
+	}
 	e.a, e.h = a, a.Handler()
 	adm, err := a.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
 	if err != nil {
@@ -72,6 +83,12 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	}
 	e.admin = adm.Value
 	return e
+}
+
+func (e *rotEnv) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
 }
 
 func (e *rotEnv) advance(d time.Duration) {
@@ -398,3 +415,49 @@ func TestRotateKeysTimer(t *testing.T) {
 	}
 	e.noKeysLogged(a0, b0, b1)
 }
+
+// TestRotateKeysTimerSigningKeys: the timer writes the next signing key
+// when the current one's period is nearly over, and the next key takes over
+// later without refusing tokens of the old one before their exp.
+func TestRotateKeysTimerSigningKeys(t *testing.T) {
+	e := newRotEnv(t, `{"services":[{"name":"tok","authMode":"token"}]}`)
+	timer := map[string]any{"Schedule": map[string]any{"AdjustForDST": true}, "IsPastDue": false}
+	token := func() string {
+		rec := e.do("POST", "/api/services/tok/token", e.admin, "")
+		var tok jwtauth.Token
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &tok) != nil {
+			t.Fatalf("get_token = %d %s", rec.Code, rec.Body)
+		}
+		return tok.AccessToken
+	}
+	validate := func(tok string) int { return e.do("GET", "/api/services/tok/validate", tok, "").Code }
+	if logs, _ := e.invoke("rotatekeys", "timer", timer); !slices.Contains(logs, "rotatekeys: signing keys: not_due") {
+		t.Fatalf("first run logs %q; want the signing keys not due", logs)
+	}
+	old := token()
+	// 30 days on, minus what publishing ahead takes: due.
+	e.advance(30*24*time.Hour - signingkey.JWKSMaxAge - e.a.Settings.KeyCacheTTL)
+	fresh := token() // still the old key
+	if logs, _ := e.invoke("rotatekeys", "timer", timer); !slices.Contains(logs, "rotatekeys: signing keys: rotated") {
+		t.Fatalf("run when due: logs %q; want rotated", logs)
+	}
+	if logs, _ := e.invoke("rotatekeys", "timer", timer); !slices.Contains(logs, "rotatekeys: signing keys: pending") {
+		t.Fatalf("run with a key waiting: logs %q; want pending", logs)
+	}
+	if kidOfRaw(t, token()) != kidOfRaw(t, fresh) {
+		t.Fatal("the next key signs before its activation")
+	}
+	e.advance(signingkey.JWKSMaxAge + e.a.Settings.KeyCacheTTL)
+	next := token()
+	if kidOfRaw(t, next) == kidOfRaw(t, fresh) {
+		t.Fatal("the next key does not sign after its activation")
+	}
+	if validate(fresh) != 200 || validate(next) != 200 {
+		t.Fatalf("after the switch: old-key token %d, new-key token %d; want both 200", validate(fresh), validate(next))
+	}
+	if validate(old) != 401 {
+		t.Fatalf("a token past its exp = %d; want 401", validate(old))
+	}
+}
+
+func kidOfRaw(t *testing.T, raw string) string { return kidOf(t, raw) }
