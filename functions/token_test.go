@@ -2,7 +2,13 @@ package functions
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,4 +490,125 @@ func TestRevokeReachesOtherInstances(t *testing.T) {
 	if got := validateB(a.token("tok", a.admin).AccessToken); got != 200 {
 		t.Fatalf("instance B, a token of the new key = %d; want 200", got)
 	}
+}
+
+// TestTokenSecurityTable presents hostile tokens to validate for a
+// token-mode service: each is refused 401 invalid_token, nothing crashes,
+// and nothing is fetched from a URL in a token.
+func TestTokenSecurityTable(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	good := e.token("tok", e.admin).AccessToken
+	parts := strings.Split(good, ".")
+	kid := kidOf(t, good)
+	keys, err := e.a.SigningKeys.Published(context.Background())
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("published keys: %v, %v", keys, err)
+	}
+	pemPub := publicPEM(t, keys[0].Public)
+	jwkPub, _ := json.Marshal(must(jwk.FromPublic(kid, "RS256", keys[0].Public)))
+	var fetched atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fetched.Add(1) }))
+	defer evil.Close()
+	now := time.Now()
+	claims := func(extra jwt.MapClaims) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": "http://localhost:7071/api", "aud": "tok", "sub": "mallory", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		for k, v := range extra {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return c
+	}
+	sign := func(m jwt.SigningMethod, key any, header map[string]any, c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(m, c)
+		for k, v := range header {
+			tok.Header[k] = v
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	attacker := e.idp.PrivateKey()
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	tampered := parts[0] + "." + b64(strings.Replace(string(payload), `"sub":"admin"`, `"sub":"root!"`, 1)) + "." + parts[2]
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig[0] ^= 1
+	flipped := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
+
+	tests := []struct{ name, token string }{
+		{"alg none", sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, map[string]any{"kid": kid}, claims(nil))},
+		{"HS256 keyed with the public key PEM", sign(jwt.SigningMethodHS256, pemPub, map[string]any{"kid": kid}, claims(nil))},
+		{"HS256 keyed with the public JWK", sign(jwt.SigningMethodHS256, jwkPub, map[string]any{"kid": kid}, claims(nil))},
+		{"ES256 with our kid", sign(jwt.SigningMethodES256, ecKey, map[string]any{"kid": kid}, claims(nil))},
+		{"RS256 by another key with our kid", sign(jwt.SigningMethodRS256, attacker, map[string]any{"kid": kid}, claims(nil))},
+		{"unknown kid", sign(jwt.SigningMethodRS256, attacker, map[string]any{"kid": strings.Repeat("A", 43)}, claims(nil))},
+		{"kid with a path", sign(jwt.SigningMethodRS256, attacker, map[string]any{"kid": "../../admin-key"}, claims(nil))},
+		{"jku header", sign(jwt.SigningMethodRS256, attacker, map[string]any{"kid": kid, "jku": evil.URL + "/jwks.json"}, claims(nil))},
+		{"x5u header", sign(jwt.SigningMethodRS256, attacker, map[string]any{"kid": kid, "x5u": evil.URL + "/cert.pem"}, claims(nil))},
+		{"expired", reissue(t, e, claims(jwt.MapClaims{"exp": now.Add(-2 * time.Minute).Unix(), "iat": now.Add(-time.Hour).Unix(), "nbf": now.Add(-time.Hour).Unix()}))},
+		{"nbf in the future", reissue(t, e, claims(jwt.MapClaims{"nbf": now.Add(5 * time.Minute).Unix()}))},
+		{"wrong iss", reissue(t, e, claims(jwt.MapClaims{"iss": "https://evil.example/api"}))},
+		{"another service's token", e.token("tok2", e.admin).AccessToken},
+		{"no exp", reissue(t, e, claims(jwt.MapClaims{"exp": nil}))},
+		{"oversized", parts[0] + "." + b64(strings.Repeat("x", 9000)) + "." + parts[2]},
+		{"1,000 dots", strings.Repeat(".", 1000)},
+		{"tampered payload", tampered},
+		{"tampered signature", flipped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := e.validate("tok", tt.token)
+			if rec.Code != 401 || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Fatalf("validate = %d %q %s; want 401 invalid_token", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
+			}
+		})
+	}
+	if fetched.Load() != 0 {
+		t.Errorf("a URL from a token header was fetched %d times", fetched.Load())
+	}
+	if rec := e.validate("tok", good); rec.Code != 200 {
+		t.Fatalf("the good token after the table = %d", rec.Code)
+	}
+	if strings.Contains(e.log.String(), good) {
+		t.Error("the log holds a token")
+	}
+}
+
+// reissue signs claims with the app's current signing key, as if the app
+// had issued them: for tokens whose claims, not signature, are wrong.
+func reissue(t *testing.T, e *tokenEnv, c jwt.MapClaims) string {
+	t.Helper()
+	k, err := e.a.SigningKeys.Signer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	tok.Header["kid"] = k.Kid
+	s, err := tok.SignedString(k.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func publicPEM(t *testing.T, pub any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // MaxHeaderLen caps the Authorization header value that [Parse] looks at:
-// 8 KiB holds any key and any token this app accepts.
-const MaxHeaderLen = 8 << 10
+// 16 KiB holds any key and any token this app accepts (TOKEN_MAX_BYTES is
+// at most 16 KiB, so a long token is refused by it, as invalid_token).
+const MaxHeaderLen = 16 << 10
 
 // Errors returned by [Parse].
 var (

@@ -208,7 +208,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	dur("TOKEN_LEEWAY", &s.TokenLeeway, 0, 5*time.Minute)
 	maxBytes, cacheSize := int64(s.TokenMaxBytes), int64(s.TokenCacheSize)
-	num("TOKEN_MAX_BYTES", "bytes", &maxBytes, 1024, 8<<10) // the Authorization header is capped at 8 KiB
+	num("TOKEN_MAX_BYTES", "bytes", &maxBytes, 1024, 16<<10) // bearer.MaxHeaderLen
 	num("TOKEN_CACHE_SIZE", "tokens", &cacheSize, 1, 10_000_000)
 	s.TokenMaxBytes, s.TokenCacheSize = int(maxBytes), int(cacheSize)
 	dur("SIGNING_KEY_ROTATION_PERIOD", &s.SigningKeyPeriod, 24*time.Hour, 365*24*time.Hour)
