@@ -298,6 +298,9 @@ func TestKeyVaultEvents(t *testing.T) {
 	if k := e.keys("svc"); k != k0 {
 		t.Fatalf("an event rotated keys that were not due")
 	}
+	if logs := send(kvEvent("2b", near, "signing-key", time.Now())); len(logs) != 1 || !strings.Contains(logs[0], "signing keys: not_due") {
+		t.Errorf("event for a signing key that is not due: logs %q; want not_due", logs)
+	}
 
 	// Due from now on: events for anything but a key-mode service's key
 	// secret are still ignored.
@@ -324,10 +327,14 @@ func TestKeyVaultEvents(t *testing.T) {
 	if k := e.keys("svc"); k != k0 {
 		t.Fatalf("an ignored event rotated the keys")
 	}
-	// The signing-key secret's events run the signing keys' due-check,
-	// which writes nothing before the signing key is due.
-	if logs := send(kvEvent("5", expired, "signing-key", time.Now())); len(logs) != 1 || !strings.Contains(logs[0], "signing keys: not_due") {
-		t.Errorf("event for signing-key: logs %q; want the signing keys' due-check, not due", logs)
+	// The signing-key secret's events run the signing keys' due-check: 31
+	// days on, the next key is due and written; a duplicate event finds it
+	// waiting and writes nothing.
+	if logs := send(kvEvent("5", expired, "signing-key", time.Now())); len(logs) != 1 || !strings.Contains(logs[0], "signing keys: rotated") {
+		t.Errorf("event for signing-key: logs %q; want the signing keys' due-check, rotated", logs)
+	}
+	if logs := send(kvEvent("5", expired, "signing-key", time.Now())); len(logs) != 1 || !strings.Contains(logs[0], "signing keys: pending") {
+		t.Errorf("duplicate event for signing-key: logs %q; want pending", logs)
 	}
 	if strings.Contains(e.log.String(), "rotation_started") {
 		t.Fatalf("an ignored event started a rotation")
