@@ -3,7 +3,7 @@ package functions
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,24 +21,6 @@ import (
 	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
-// lockedBuffer collects the app's JSON log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // rotEnv is an app whose rotations wait no TTL and whose due-check runs at
 // a clock the test moves.
 type rotEnv struct {
@@ -46,7 +28,7 @@ type rotEnv struct {
 	a     *App
 	h     http.Handler
 	admin string
-	log   *lockedBuffer
+	log   *logtest.Buffer
 	mu    sync.Mutex
 	now   time.Time
 }
@@ -59,8 +41,9 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	s := config.DefaultSettings()
 	s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
 	s.KeyCacheTTL, s.KeyRefreshMinInterval = time.Nanosecond, 0 // every validation reads the store
-	e := &rotEnv{t: t, log: &lockedBuffer{}, now: time.Now()}
-	a, err := NewApp(context.Background(), s, slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log, buf := logtest.New()
+	e := &rotEnv{t: t, log: buf, now: time.Now()}
+	a, err := NewApp(context.Background(), s, log)
 	if err != nil {
 		t.Fatal(err)
 	}

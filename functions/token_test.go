@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -37,7 +38,7 @@ type tokenEnv struct {
 	h     http.Handler
 	admin string
 	idp   *oidctest.Provider
-	log   *lockedBuffer
+	log   *logtest.Buffer
 }
 
 const tokenServices = `{"services":[
@@ -65,8 +66,9 @@ func newTokenEnv(t *testing.T, edit func(*config.Settings)) *tokenEnv {
 	if edit != nil {
 		edit(&s)
 	}
-	e := &tokenEnv{t: t, idp: idp, log: &lockedBuffer{}}
-	a, err := NewApp(context.Background(), s, slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log, buf := logtest.New()
+	e := &tokenEnv{t: t, idp: idp, log: buf}
+	a, err := NewApp(context.Background(), s, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,24 +28,6 @@ import (
 // This end-to-end test stages the app with `make stage`, starts the local
 // host (cmd/funchost) as a subprocess on a free port, and drives every
 // key-auth feature over real HTTP, as a user or a gateway would.
-
-// syncBuffer collects a subprocess's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -72,7 +54,7 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) {
 type app struct {
 	url      string
 	dataDir  string
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	adminKey string
 	client   *http.Client
 }
@@ -108,7 +90,7 @@ func startApp(t *testing.T, services string, env []string) *app {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	pr, pw := io.Pipe()
 	cmd := exec.Command(host, "--app", appDir, "--port", "0")
 	cmd.Env = append(os.Environ(), env...) // the environment wins over local settings

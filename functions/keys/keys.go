@@ -89,12 +89,7 @@ var _ http.Handler = (*Function)(nil)
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err := f.serve(w, r); err != nil {
-		var fail *authn.Failure
-		if errors.As(err, &fail) {
-			fail.Write(w, f.Log)
-			return
-		}
-		apierror.Write(w, f.Log, err)
+		authn.WriteError(w, f.Log, err)
 	}
 }
 

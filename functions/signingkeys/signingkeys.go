@@ -16,7 +16,6 @@
 package signingkeys
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 
@@ -54,12 +53,7 @@ type Answer struct {
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err := f.serve(w, r); err != nil {
-		var fail *authn.Failure
-		if errors.As(err, &fail) {
-			fail.Write(w, f.Log)
-			return
-		}
-		apierror.Write(w, f.Log, err)
+		authn.WriteError(w, f.Log, err)
 	}
 }
 

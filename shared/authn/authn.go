@@ -156,6 +156,17 @@ func (f *Failure) Write(w http.ResponseWriter, log *slog.Logger) {
 	apierror.Write(w, log, f.Err)
 }
 
+// WriteError answers err: a *Failure in its chain with its challenge, any
+// other error as [apierror.Write] does.
+func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
+	var f *Failure
+	if errors.As(err, &f) {
+		f.Write(w, log)
+		return
+	}
+	apierror.Write(w, log, err)
+}
+
 func unauthorized(realm, code, msg string) *Failure {
 	return &Failure{Err: apierror.New(apierror.Unauthorized, msg), Challenge: bearer.Challenge(realm, code, msg)}
 }

@@ -1,11 +1,11 @@
 package azfunc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,24 +16,6 @@ import (
 	"testing"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logRecord is one line of slog's JSON output.
 type logRecord struct {
 	Level        string `json:"level"`
@@ -43,12 +25,9 @@ type logRecord struct {
 	InvocationID string `json:"invocation_id"`
 }
 
-func testLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
+func testLogger() (*slog.Logger, *logtest.Buffer) { return logtest.New() }
 
-func records(t *testing.T, buf *syncBuffer) []logRecord {
+func records(t *testing.T, buf *logtest.Buffer) []logRecord {
 	t.Helper()
 	var out []logRecord
 	for line := range strings.Lines(buf.String()) {
@@ -61,7 +40,7 @@ func records(t *testing.T, buf *syncBuffer) []logRecord {
 	return out
 }
 
-func errorRecords(t *testing.T, buf *syncBuffer) []logRecord {
+func errorRecords(t *testing.T, buf *logtest.Buffer) []logRecord {
 	t.Helper()
 	var out []logRecord
 	for _, r := range records(t, buf) {

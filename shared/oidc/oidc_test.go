@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -777,27 +778,9 @@ func TestCacheLifetime(t *testing.T) {
 	})
 }
 
-// logBuffer is a concurrency-safe buffer for a slog handler.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestProviderFailsAfterFetch(t *testing.T) {
 	t.Parallel()
-	var logs logBuffer
+	var logs logtest.Buffer
 	e := newEnv(t, func(o *oidc.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	}, oidctest.WithMaxAge(10*time.Minute))

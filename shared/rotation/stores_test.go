@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
@@ -173,15 +170,7 @@ func TestStoreFaultsAtEachStep(t *testing.T) {
 			t.Run(fmt.Sprintf("%s %+v", op, f), func(t *testing.T) {
 				t.Parallel()
 				kv := keyvaulttest.NewServer(t, nil)
-				cred, err := azidentity.NewClientSecretCredential(kv.TenantID, kv.ClientID, kv.ClientSecret,
-					&azidentity.ClientSecretCredentialOptions{
-						ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: kv.AuthorityHost}},
-						DisableInstanceDiscovery: true,
-					})
-				if err != nil {
-					t.Fatal(err)
-				}
-				store, err := azurekeyvault.Open(kv.VaultURL, cred, &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond, TryTimeout: 300 * time.Millisecond})
+				store, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond, TryTimeout: 300 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}

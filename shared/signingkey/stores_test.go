@@ -5,10 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -32,15 +28,7 @@ func openStore(t *testing.T, kind string, clk *fakeclock.Clock) *secretstore.Sto
 	// follow its own clock (the activated tags); the store's Created only
 	// breaks ties.
 	kv := keyvaulttest.NewServer(t, nil)
-	cred, err := azidentity.NewClientSecretCredential(kv.TenantID, kv.ClientID, kv.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{
-			ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: kv.AuthorityHost}},
-			DisableInstanceDiscovery: true,
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := azurekeyvault.Open(kv.VaultURL, cred, &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond})
+	st, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,21 +26,10 @@ func TestMain(m *testing.M) {
 	os.Exit(keyvaulttest.RunTests(m))
 }
 
-// credential is the client-secret credential azidentity builds from the
-// environment in production, built here from kv's values so that tests can
-// run in parallel (TestProductionCredentialPath goes through the
-// environment itself).
+// credential is the credential production builds from the environment
+// (TestProductionCredentialPath goes through the environment itself).
 func credential(t testing.TB, kv *keyvaulttest.Server) azcore.TokenCredential {
-	t.Helper()
-	cred, err := azidentity.NewClientSecretCredential(kv.TenantID, kv.ClientID, kv.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{
-			ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: kv.AuthorityHost}},
-			DisableInstanceDiscovery: true,
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cred
+	return kv.Credential(t)
 }
 
 func openStore(t testing.TB, kv *keyvaulttest.Server, opts *azurekeyvault.Options) *secretstore.Store {
