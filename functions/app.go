@@ -5,6 +5,7 @@
 package functions
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +111,8 @@ func (a *App) initTokens(ctx context.Context) error {
 	}
 	a.Tokens = tokens
 	if len(s.OIDCIssuers) > 0 {
-		a.OIDC, err = oidc.New(oidc.Options{Issuers: s.OIDCIssuers, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes, Logger: a.Log})
+		// oidc reads a zero leeway as its default; -1 is none.
+		a.OIDC, err = oidc.New(oidc.Options{Issuers: s.OIDCIssuers, Leeway: cmp.Or(s.TokenLeeway, -1), MaxTokenBytes: s.TokenMaxBytes, Logger: a.Log})
 		if err != nil {
 			return fmt.Errorf("OIDC_ISSUERS: %w", err)
 		}
@@ -137,8 +139,9 @@ func (a *App) signingKeyOptions() signingkey.Options {
 	}
 	return signingkey.Options{
 		Policy: signingkey.Policy{
-			Alg:          s.TokenSigningAlg,
-			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL,
+			Alg: s.TokenSigningAlg,
+			// Plus the leeway: instances' clocks may differ by as much.
+			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL + s.TokenLeeway,
 			Period:       s.SigningKeyPeriod,
 			Retention:    retention + s.TokenLeeway,
 		},
@@ -149,7 +152,8 @@ func (a *App) signingKeyOptions() signingkey.Options {
 
 func (a *App) tokenOptions() jwtauth.Options {
 	s := a.Settings
-	return jwtauth.Options{Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes}
+	return jwtauth.Options{Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes,
+		MaxLifetime: a.Config.MaxTokenLifetime()}
 }
 
 // NewRotator returns the rotator of the services' keys: the validators'

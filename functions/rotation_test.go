@@ -426,7 +426,8 @@ func TestRotateKeysTimerSigningKeys(t *testing.T) {
 	}
 	old := token()
 	// 30 days on, minus what publishing ahead takes: due.
-	e.advance(30*24*time.Hour - signingkey.JWKSMaxAge - e.a.Settings.KeyCacheTTL)
+	ahead := signingkey.JWKSMaxAge + e.a.Settings.KeyCacheTTL + e.a.Settings.TokenLeeway
+	e.advance(30*24*time.Hour - ahead)
 	fresh := token() // still the old key
 	if logs, _ := e.invoke("rotatekeys", "timer", timer); !slices.Contains(logs, "rotatekeys: signing keys: rotated") {
 		t.Fatalf("run when due: logs %q; want rotated", logs)
@@ -437,13 +438,18 @@ func TestRotateKeysTimerSigningKeys(t *testing.T) {
 	if kidOfRaw(t, token()) != kidOfRaw(t, fresh) {
 		t.Fatal("the next key signs before its activation")
 	}
-	e.advance(signingkey.JWKSMaxAge + e.a.Settings.KeyCacheTTL)
+	e.advance(ahead - time.Second)
+	last := token() // the old key's last token, a second before the switch
+	if kidOfRaw(t, last) != kidOfRaw(t, fresh) {
+		t.Fatal("the next key signs before its activation")
+	}
+	e.advance(time.Second)
 	next := token()
 	if kidOfRaw(t, next) == kidOfRaw(t, fresh) {
 		t.Fatal("the next key does not sign after its activation")
 	}
-	if validate(fresh) != 200 || validate(next) != 200 {
-		t.Fatalf("after the switch: old-key token %d, new-key token %d; want both 200", validate(fresh), validate(next))
+	if validate(last) != 200 || validate(next) != 200 {
+		t.Fatalf("after the switch: old-key token %d, new-key token %d; want both 200", validate(last), validate(next))
 	}
 	if validate(old) != 401 {
 		t.Fatalf("a token past its exp = %d; want 401", validate(old))

@@ -558,6 +558,8 @@ func TestTokenSecurityTable(t *testing.T) {
 		{"wrong iss", reissue(t, e, claims(jwt.MapClaims{"iss": "https://evil.example/api"}))},
 		{"another service's token", e.token("tok2", e.admin).AccessToken},
 		{"no exp", reissue(t, e, claims(jwt.MapClaims{"exp": nil}))},
+		{"longer-lived than any token issued", reissue(t, e, claims(jwt.MapClaims{"exp": now.Add(48 * time.Hour).Unix()}))},
+		{"no iat", reissue(t, e, claims(jwt.MapClaims{"iat": nil}))},
 		{"oversized", parts[0] + "." + b64(strings.Repeat("x", 9000)) + "." + parts[2]},
 		{"1,000 dots", strings.Repeat(".", 1000)},
 		{"tampered payload", tampered},

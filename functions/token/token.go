@@ -11,6 +11,7 @@
 package token
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
+	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // Function serves the token function.
@@ -56,7 +58,10 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(apierror.Conflict, "service "+svc.Name+" uses "+string(svc.AuthMode)+" auth: tokens are issued only for services in token mode")
 	}
 	tok, issued, err := f.Tokens.Issue(r.Context(), svc.Name, caller.Subject, svc.TokenLifetime, svc.TokenRefreshAfter)
-	if err != nil {
+	switch {
+	case errors.Is(err, signingkey.ErrKeyFormat):
+		return apierror.Wrap(apierror.Internal, "the stored signing key cannot be read: revoke it (POST /api/signing-keys/revoke)", err)
+	case err != nil:
 		return apierror.Wrap(apierror.Unavailable, "no token can be issued right now: the signing key cannot be read", err)
 	}
 	f.Log.Info("audit", "event", "get_token", "subject", caller.Subject, "service", svc.Name,

@@ -319,6 +319,7 @@ func (s *Services) verifyOwn(ctx context.Context, service, cred string, key toke
 	if s.Tokens == nil {
 		return Identity{}, unauthorized(service, bearer.InvalidToken, "token verification is not configured")
 	}
+	gen := s.tokens.Generation() // before: a key dropped meanwhile voids the Put
 	c, err := s.Tokens.Verify(ctx, service, cred)
 	if err != nil {
 		if errors.Is(err, jwtauth.ErrUnavailable) {
@@ -327,7 +328,7 @@ func (s *Services) verifyOwn(ctx context.Context, service, cred string, key toke
 		return Identity{}, tokenFailure(service, err)
 	}
 	id := prepared(Identity{Service: service, Subject: c.Subject, AuthType: TypeToken})
-	s.tokens.Put(key, id, c.Expiry, c.Kid)
+	s.tokens.Put(gen, key, id, c.Expiry, c.Kid)
 	return id, nil
 }
 
@@ -338,6 +339,7 @@ func (s *Services) verifyEntra(ctx context.Context, e *entry, cred string, key t
 	if s.Entra == nil {
 		return Identity{}, unauthorized(name, bearer.InvalidToken, "no OIDC issuer is configured")
 	}
+	gen := s.tokens.Generation()
 	c, err := s.Entra.Verify(ctx, cred, e.audiences)
 	if err != nil {
 		if errors.Is(err, oidc.ErrUnavailable) {
@@ -352,7 +354,7 @@ func (s *Services) verifyEntra(ctx context.Context, e *entry, cred string, key t
 		}
 	}
 	id := prepared(Identity{Service: name, Subject: c.Subject, AuthType: TypeEntra})
-	s.tokens.Put(key, id, c.Expiry, "")
+	s.tokens.Put(gen, key, id, c.Expiry, "")
 	return id, nil
 }
 

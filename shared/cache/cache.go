@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// Options bound a [Value]. They are used as given: 0 means none.
-type Options struct {
+// Options bound a [Value] of T. They are used as given: 0 means none.
+type Options[T any] struct {
 	// TTL is how long a value read is trusted; at least 1ns.
 	TTL time.Duration
 	// RefreshMinInterval is the least time between two reads caused by
@@ -35,6 +35,10 @@ type Options struct {
 	// OnStale, if set, is told each time a stale value is served because
 	// the source failed: the value's age and the failure.
 	OnStale func(age time.Duration, err error)
+	// OnStore, if set, is called after each read is cached, with the value
+	// it replaced (the zero value at first) and the new one, before any
+	// other read can start. It must not call back into the Value.
+	OnStore func(old, new T)
 }
 
 // Snapshot is one value read, and when the read began.
@@ -48,7 +52,7 @@ type Snapshot[T any] struct {
 // serialised.
 type Value[T any] struct {
 	load func(context.Context) (T, error)
-	opts Options
+	opts Options[T]
 
 	snap atomic.Pointer[Snapshot[T]]
 
@@ -59,7 +63,7 @@ type Value[T any] struct {
 }
 
 // New returns a Value that reads through load.
-func New[T any](load func(context.Context) (T, error), opts Options) *Value[T] {
+func New[T any](load func(context.Context) (T, error), opts Options[T]) *Value[T] {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -144,7 +148,14 @@ func (v *Value[T]) read(ctx context.Context) (*Snapshot[T], error) {
 	}
 	v.lastErr = nil
 	snap := &Snapshot[T]{Value: val, Loaded: start}
-	v.snap.Store(snap)
+	old := v.snap.Swap(snap)
+	if v.opts.OnStore != nil {
+		var prev T
+		if old != nil {
+			prev = old.Value
+		}
+		v.opts.OnStore(prev, val)
+	}
 	return snap, nil
 }
 

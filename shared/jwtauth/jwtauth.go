@@ -62,6 +62,11 @@ type Options struct {
 	Leeway time.Duration
 	// MaxTokenBytes caps a token's length; 0 means DefaultMaxTokenBytes.
 	MaxTokenBytes int
+	// MaxLifetime, if set, refuses a token whose exp is more than this
+	// after its iat (iat then required): no token this app issues lives
+	// longer, so a longer one was forged with a stolen key, and must not
+	// outlive the key's revocation in a verifier's memory.
+	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -207,9 +212,9 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 	case keyErr != nil:
 		return Claims{}, keyErr
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, quiet(err))
 	case err != nil:
-		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, quiet(err))
 	}
 	if len(claims.Audience) != 1 || claims.Audience[0] != service {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenInvalidAudience)
@@ -217,5 +222,36 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 	if claims.Subject == "" || claims.ExpiresAt == nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)
 	}
+	if m := a.opts.MaxLifetime; m > 0 && (claims.IssuedAt == nil || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > m) {
+		return Claims{}, fmt.Errorf("%w: %w: lives longer than %v", ErrInvalid, jwt.ErrTokenInvalidClaims, m)
+	}
 	return Claims{Service: service, Subject: claims.Subject, JTI: claims.ID, Kid: kid, Expiry: claims.ExpiresAt.Time}, nil
+}
+
+// quietError keeps golang-jwt's sentinels for errors.Is but none of its
+// text, which can quote the token's header (an attacker's choice of up to
+// MaxTokenBytes) into the logs.
+type quietError struct {
+	msg string
+	err error
+}
+
+func (e *quietError) Error() string { return e.msg }
+func (e *quietError) Unwrap() error { return e.err }
+
+// quietSentinels are golang-jwt's errors, named in order of precedence.
+var quietSentinels = []error{
+	jwt.ErrTokenMalformed, jwt.ErrTokenUnverifiable, jwt.ErrTokenSignatureInvalid,
+	jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenUsedBeforeIssued,
+	jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience, jwt.ErrTokenRequiredClaimMissing,
+	jwt.ErrTokenInvalidClaims, jwt.ErrInvalidKeyType,
+}
+
+func quiet(err error) error {
+	for _, s := range quietSentinels {
+		if errors.Is(err, s) {
+			return &quietError{msg: s.Error(), err: err}
+		}
+	}
+	return &quietError{msg: "token refused", err: err}
 }

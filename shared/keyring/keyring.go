@@ -385,7 +385,7 @@ type snapshot struct {
 func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
 	ks := &keySet{ring: r, id: id, service: service, slots: slots}
 	o := r.opts
-	ks.cache = cache.New(ks.load, cache.Options{
+	ks.cache = cache.New(ks.load, cache.Options[*snapshot]{
 		TTL: o.TTL, RefreshMinInterval: o.RefreshMinInterval, MaxStale: o.MaxStale, Now: o.Now,
 		// A throttled store's Retry-After, capped at the TTL: a long one
 		// must not keep a recovered store unread past the staleness bound.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/rotation"

@@ -7,8 +7,8 @@
 // versions and the time alone ([Plan]), so every instance agrees without
 // locks and concurrent rotations cannot undo each other:
 //
-//   - a rotation writes the next key PublishAhead (the JWKS max-age plus the
-//     key-cache TTL) before it signs, so every gateway and instance knows it
+//   - a rotation writes the next key PublishAhead (the JWKS max-age, the
+//     key-cache TTL and the clock skew) before it signs, so every gateway and instance knows it
 //     before the first token it signs;
 //   - the signer is the key with the latest activation that has come;
 //   - a key whose successor took over stays published for Retention (the

@@ -12,7 +12,8 @@ type Policy struct {
 	// the other algorithm are ignored: verifiers pin the algorithm.
 	Alg string
 	// PublishAhead is how long a new key is published before it signs:
-	// the JWKS max-age plus the key-cache TTL, so that every gateway and
+	// the JWKS max-age plus the key-cache TTL (plus the clock skew allowed
+	// between instances), so that every gateway and
 	// every instance knows it first.
 	PublishAhead time.Duration
 	// Period is how long a key signs before its successor takes over.
@@ -98,7 +99,7 @@ func (t Timeline) Due(now time.Time) bool {
 // versions and time give the same answer on every instance.
 //
 // The signer is the version with the latest activation not after now
-// (on a tie: written later, then enabled, then the greater kid); if it was revoked, none signs. A version is
+// (on a tie: written later, then the greater kid); if it was revoked, none signs. A version is
 // superseded by the activation of the version after it, and stays
 // published for Retention after that. Revoked versions count for
 // supersession (so a revoke never brings an older key back) but are never
@@ -117,15 +118,9 @@ func Plan(versions []Version, now time.Time, p Policy) Timeline {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
-		// Stores keep seconds: on a tie a revoked key comes first, so
-		// that the key revoke wrote in the same second signs, and then
-		// the kid decides, the same on every instance.
-		if a.Enabled != b.Enabled {
-			if a.Enabled {
-				return 1
-			}
-			return -1
-		}
+		// Stores keep seconds: on a tie the kid decides, the same on
+		// every instance. (Never the enabled flag: a revoke must not
+		// reorder keys, or an older key could come back.)
 		return strings.Compare(a.Kid, b.Kid)
 	})
 	t := Timeline{Entries: make([]Entry, len(vs)), Signer: -1}
@@ -160,5 +155,42 @@ func Plan(versions []Version, now time.Time, p Policy) Timeline {
 		}
 		t.Entries[i] = e
 	}
+	if t.Signer < 0 {
+		// A key written to sign at once activates on the next whole
+		// second when the one it replaces activated in this one (see
+		// [ImmediateActivation]); it signs from now.
+		for i, e := range t.Entries {
+			if e.State == Next && !e.Activated.After(now.Add(Grace)) {
+				t.Signer = i
+				t.Entries[i].State = Current
+				t.DueAt = e.Activated.Add(p.Period - p.PublishAhead)
+				break
+			}
+		}
+		t.Pending = false
+		for _, e := range t.Entries {
+			t.Pending = t.Pending || e.State == Next
+		}
+	}
 	return t
+}
+
+// Grace is how far ahead of its activation a key may sign when no other
+// key does: the one second by which [ImmediateActivation] may place it
+// ahead.
+const Grace = time.Second
+
+// ImmediateActivation returns the activation of a key that must sign at
+// once (the first key, or the successor of a revoked one): now, or one
+// second after the latest activation that has come if that is not before
+// now (stores keep whole seconds, and the new key must come strictly after
+// every key it replaces, so that the order never depends on the kid).
+func ImmediateActivation(versions []Version, now time.Time) time.Time {
+	at := now.Truncate(time.Second)
+	for _, v := range versions {
+		if !v.Activated.After(now) && !v.Activated.Before(at) {
+			at = v.Activated.Add(time.Second)
+		}
+	}
+	return at
 }

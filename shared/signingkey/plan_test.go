@@ -107,3 +107,38 @@ func TestPlanRetiredUntilSupersededPlusRetention(t *testing.T) {
 		t.Fatal("a retired key within its retention is not published")
 	}
 }
+
+// TestRevokeNeverBringsAnOlderKeyBack: two keys written in the same second
+// (instances starting at once) are ordered by kid; revoking the later one
+// leaves the earlier retired, and its successor, written in that second
+// too, activates one second on and signs at once.
+func TestRevokeNeverBringsAnOlderKeyBack(t *testing.T) {
+	a := signingkey.Version{ID: "1", Kid: "a", Alg: signingkey.RS256, Created: at(0), Activated: at(0), Enabled: true}
+	b := signingkey.Version{ID: "2", Kid: "b", Alg: signingkey.RS256, Created: at(0), Activated: at(0), Enabled: true}
+	tl := signingkey.Plan([]signingkey.Version{b, a}, at(0), policy)
+	if got := states(tl); got["a"] != signingkey.Retired || got["b"] != signingkey.Current {
+		t.Fatalf("before the revoke: %v; want a retired, b current", got)
+	}
+	b.Enabled = false
+	for _, now := range []time.Time{at(0), at(48)} {
+		tl = signingkey.Plan([]signingkey.Version{a, b}, now, policy)
+		if got := states(tl); got["a"] == signingkey.Current || tl.Signer >= 0 {
+			t.Fatalf("after revoking b, at %v: %v, signer %d; a must not sign again", now, got, tl.Signer)
+		}
+	}
+	act := signingkey.ImmediateActivation([]signingkey.Version{a, b}, at(0))
+	if !act.Equal(at(0).Add(time.Second)) {
+		t.Fatalf("ImmediateActivation in the revoked key's second = %v; want one second on", act)
+	}
+	c := signingkey.Version{ID: "3", Kid: "0", Alg: signingkey.RS256, Created: at(0), Activated: act, Enabled: true}
+	tl = signingkey.Plan([]signingkey.Version{a, b, c}, at(0), policy)
+	if tl.Signer < 0 || tl.Entries[tl.Signer].Kid != "0" {
+		t.Fatalf("the successor does not sign within its grace second: signer %d, %v", tl.Signer, states(tl))
+	}
+	if tl.Due(at(0)) {
+		t.Fatal("due while the successor waits its grace second")
+	}
+	if got := signingkey.ImmediateActivation([]signingkey.Version{a}, at(5)); !got.Equal(at(5)) {
+		t.Fatalf("ImmediateActivation later = %v; want now", got)
+	}
+}

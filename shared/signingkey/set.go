@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -102,6 +103,12 @@ type Set struct {
 	parsed map[string]*Key // by version ID: versions never change
 	// onRemove is told the kids that left the published set.
 	onRemove []func(kids []string)
+
+	// writeMu serialises writes of keys that sign at once, so that
+	// concurrent requests on an instance write one, not one each.
+	writeMu   sync.Mutex
+	writeFail time.Time // of the last failed such write
+	writeErr  error
 }
 
 // snapshot is what one read of the store gives.
@@ -120,7 +127,7 @@ func New(store *secretstore.Store, opts Options) *Set {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Set{store: store, opts: opts, parsed: map[string]*Key{}}
-	s.cache = cache.New(s.load, cache.Options{
+	s.cache = cache.New(s.load, cache.Options[*snapshot]{
 		TTL: opts.TTL, RefreshMinInterval: opts.RefreshMinInterval, MaxStale: opts.MaxStale, Now: opts.Now,
 		Backoff: func(err error) time.Duration {
 			return secretstore.Backoff(err, opts.RefreshMinInterval, max(opts.TTL, opts.RefreshMinInterval))
@@ -128,6 +135,10 @@ func New(store *secretstore.Store, opts Options) *Set {
 		OnStale: func(age time.Duration, err error) {
 			opts.Logger.Warn("key_store_unavailable", "keys", SecretName, "cache_age", age.Round(time.Second).String(), "error", err.Error())
 		},
+		// Told after the new read is cached: a token verified against the
+		// old read and remembered after the purge is caught by the
+		// remembering side (see authn).
+		OnStore: s.notifyRemoved,
 	})
 	return s
 }
@@ -219,7 +230,8 @@ func (s *Set) published(sn *snapshot, kid string) (*Key, bool) {
 
 // Signer returns the key that signs now. When none does (no key was ever
 // written, or the signer was revoked and its successor not yet written), it
-// writes one that signs at once.
+// writes one that signs at once: one per instance at a time, and after a
+// failed write none for RefreshMinInterval (at least a second).
 func (s *Set) Signer(ctx context.Context) (*Key, error) {
 	snap, err := s.cache.Get(ctx)
 	if err != nil {
@@ -228,9 +240,23 @@ func (s *Set) Signer(ctx context.Context) (*Key, error) {
 	if k := s.signer(snap.Value); k != nil {
 		return k, nil
 	}
-	if _, err := s.write(ctx, s.opts.Now(), Current); err != nil {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if snap, err = s.cache.Reload(ctx); err != nil {
 		return nil, err
 	}
+	if k := s.signer(snap.Value); k != nil {
+		return k, nil // written meanwhile, here or elsewhere
+	}
+	now := s.opts.Now()
+	if s.writeErr != nil && now.Sub(s.writeFail) < max(s.opts.RefreshMinInterval, time.Second) {
+		return nil, fmt.Errorf("%w: %w", ErrNoSigner, s.writeErr)
+	}
+	if _, err := s.write(ctx, ImmediateActivation(snap.Value.versions, now), Current); err != nil {
+		s.writeErr, s.writeFail = err, now
+		return nil, err
+	}
+	s.writeErr = nil
 	if snap, err = s.cache.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -290,7 +316,7 @@ func (s *Set) Rotate(ctx context.Context, force bool) (Result, error) {
 	t := Plan(snap.Value.versions, now, s.opts.Policy)
 	switch {
 	case t.Signer < 0:
-		v, err := s.write(ctx, now, Current)
+		v, err := s.write(ctx, ImmediateActivation(snap.Value.versions, now), Current)
 		if err != nil {
 			return Result{}, err
 		}
@@ -327,10 +353,12 @@ func (s *Set) Revoke(ctx context.Context) (Result, error) {
 		}
 		res.RevokedKid = cur.Kid
 	}
-	v, err := s.write(ctx, s.opts.Now(), Current)
+	v, err := s.write(ctx, ImmediateActivation(snap.Value.versions, s.opts.Now()), Current)
 	if err != nil {
 		// Revoked, but nothing signs until the next token writes a key.
-		_, _ = s.cache.Reload(ctx)
+		if _, rerr := s.cache.Reload(ctx); rerr != nil {
+			s.forget(res.RevokedKid)
+		}
 		return res, fmt.Errorf("signingkey: writing the key after a revoke: %w", err)
 	}
 	res.Outcome, res.Kid, res.Activates = RevokedOutcome, v.Kid, v.Activated
@@ -338,12 +366,47 @@ func (s *Set) Revoke(ctx context.Context) (Result, error) {
 }
 
 // finish reads the store again so that this instance sees the change at
-// once.
+// once. If it cannot, a revoked key is dropped from the cached read, so
+// that this instance refuses its tokens all the same.
 func (s *Set) finish(ctx context.Context, res Result) (Result, error) {
 	if _, err := s.cache.Reload(ctx); err != nil {
 		s.opts.Logger.Warn("signing_key_reload_failed", "error", err.Error())
+		s.forget(res.RevokedKid)
 	}
 	return res, nil
+}
+
+// forget removes kid from the cached read, as a read after its revoke
+// would, and tells OnRemove.
+func (s *Set) forget(kid string) {
+	if kid == "" {
+		return
+	}
+	var old, cur *snapshot
+	s.cache.Update(func(sn *snapshot) *snapshot {
+		old = sn
+		cur = &snapshot{keys: map[string]*Key{}, byID: map[string]*Key{}}
+		for _, v := range sn.versions {
+			if v.Kid == kid {
+				v.Enabled = false
+			}
+			cur.versions = append(cur.versions, v)
+		}
+		for k, key := range sn.keys {
+			if k != kid {
+				cur.keys[k] = key
+			}
+		}
+		for id, key := range sn.byID {
+			if key.Kid != kid {
+				cur.byID[id] = key
+			}
+		}
+		return cur
+	})
+	if cur != nil {
+		s.notifyRemoved(old, cur)
+	}
 }
 
 func (s *Set) tags(kid, alg string, activated time.Time, state State) map[string]string {
@@ -419,18 +482,22 @@ func (s *Set) load(ctx context.Context) (*snapshot, error) {
 		}
 		sn.keys[k.Kid], sn.byID[e.ID] = k, k
 	}
-	s.notifyRemoved(sn)
+	// Private keys of versions no longer needed (revoked, expired) leave
+	// memory.
+	s.mu.Lock()
+	maps.DeleteFunc(s.parsed, func(id string, _ *Key) bool { return sn.byID[id] == nil })
+	s.mu.Unlock()
 	return sn, nil
 }
 
-func (s *Set) notifyRemoved(sn *snapshot) {
-	prev := s.cache.Peek()
+// notifyRemoved tells OnRemove the kids of prev that cur lacks.
+func (s *Set) notifyRemoved(prev, cur *snapshot) {
 	if prev == nil {
 		return
 	}
 	var gone []string
-	for kid := range prev.Value.keys {
-		if _, ok := sn.keys[kid]; !ok {
+	for kid := range prev.keys {
+		if _, ok := cur.keys[kid]; !ok {
 			gone = append(gone, kid)
 		}
 	}

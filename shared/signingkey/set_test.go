@@ -331,3 +331,27 @@ func TestConcurrentSignersConverge(t *testing.T) {
 		t.Fatalf("signer %s is none of the keys written", s.Kid)
 	}
 }
+
+// TestConcurrentFirstSignerWritesOne: concurrent requests on one instance
+// with no key write one key, not one each.
+func TestConcurrentFirstSignerWritesOne(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(at(0))
+	st := newStore(t, clk)
+	p := policy
+	p.Alg = signingkey.ES256
+	set := newSet(st, clk, p)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := set.Signer(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	vs, err := st.ListVersions(ctx, signingkey.SecretName)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("versions written by 20 concurrent first Signers = %d (%v); want 1", len(vs), err)
+	}
+}

@@ -30,8 +30,9 @@ type Cache[V any] struct {
 	max int
 	now func() time.Time
 
-	mu sync.RWMutex
-	m  map[Key]entry[V]
+	mu  sync.RWMutex
+	m   map[Key]entry[V]
+	gen uint64 // counts DropKids calls
 }
 
 // New returns a cache of at most size entries (at least 1); now is the
@@ -55,16 +56,29 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 	return e.val, true
 }
 
-// Put remembers v for the token with key k, signed by kid, until exp. A
-// full cache first drops its expired entries, then, if still full, an
-// eighth of the others (the map's order: effectively at random).
-func (c *Cache[V]) Put(k Key, v V, exp time.Time, kid string) {
+// Generation returns a number that changes with every DropKids. Take it
+// before verifying a token, and give it to Put.
+func (c *Cache[V]) Generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// Put remembers v for the token with key k, signed by kid, until exp,
+// unless keys were dropped since gen was taken (the token may have been
+// verified with a key dropped meanwhile: it must not be remembered after
+// the drop). A full cache first drops its expired entries, then, if still
+// full, an eighth of the others (the map's order: effectively at random).
+func (c *Cache[V]) Put(gen uint64, k Key, v V, exp time.Time, kid string) {
 	now := c.now()
 	if !now.Before(exp) {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
 		for key, e := range c.m {
 			if !now.Before(e.exp) {
@@ -89,6 +103,7 @@ func (c *Cache[V]) DropKids(kids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for key, e := range c.m {
 		if drop[e.kid] {
 			delete(c.m, key)

@@ -14,7 +14,7 @@ func TestEntriesEndAtExp(t *testing.T) {
 	clk := fakeclock.New(time.Unix(1e9, 0))
 	c := tokencache.New[string](10, clk.Now)
 	k := tokencache.KeyOf("a.b.c")
-	c.Put(k, "alice", clk.Now().Add(time.Minute), "kid1")
+	c.Put(c.Generation(), k, "alice", clk.Now().Add(time.Minute), "kid1")
 	if v, ok := c.Get(k); !ok || v != "alice" {
 		t.Fatalf("Get = %q, %v; want alice", v, ok)
 	}
@@ -25,7 +25,7 @@ func TestEntriesEndAtExp(t *testing.T) {
 	if _, ok := c.Get(k); ok {
 		t.Fatal("hit at the token's exp")
 	}
-	c.Put(tokencache.KeyOf("x"), "late", clk.Now(), "kid1")
+	c.Put(c.Generation(), tokencache.KeyOf("x"), "late", clk.Now(), "kid1")
 	if c.Len() != 1 {
 		t.Fatalf("an expired token was stored: Len = %d", c.Len())
 	}
@@ -35,7 +35,7 @@ func TestBounded(t *testing.T) {
 	clk := fakeclock.New(time.Unix(1e9, 0))
 	c := tokencache.New[int](100, clk.Now)
 	for i := range 1000 {
-		c.Put(tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), "k")
+		c.Put(c.Generation(), tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), "k")
 		if c.Len() > 100 {
 			t.Fatalf("Len = %d after %d puts; want at most 100", c.Len(), i+1)
 		}
@@ -47,11 +47,11 @@ func TestBounded(t *testing.T) {
 	// Expired entries go first.
 	c2 := tokencache.New[int](4, clk.Now)
 	for i := range 3 {
-		c2.Put(tokencache.KeyOf(fmt.Sprint("old", i)), i, clk.Now().Add(time.Second), "k")
+		c2.Put(c2.Generation(), tokencache.KeyOf(fmt.Sprint("old", i)), i, clk.Now().Add(time.Second), "k")
 	}
-	c2.Put(tokencache.KeyOf("live"), 9, clk.Now().Add(time.Hour), "k")
+	c2.Put(c2.Generation(), tokencache.KeyOf("live"), 9, clk.Now().Add(time.Hour), "k")
 	clk.Advance(2 * time.Second)
-	c2.Put(tokencache.KeyOf("new"), 10, clk.Now().Add(time.Hour), "k")
+	c2.Put(c2.Generation(), tokencache.KeyOf("new"), 10, clk.Now().Add(time.Hour), "k")
 	if _, ok := c2.Get(tokencache.KeyOf("live")); !ok || c2.Len() != 2 {
 		t.Fatalf("after eviction Len = %d (want 2) and the live entry must remain", c2.Len())
 	}
@@ -61,7 +61,7 @@ func TestDropKids(t *testing.T) {
 	clk := fakeclock.New(time.Unix(1e9, 0))
 	c := tokencache.New[int](100, clk.Now)
 	for i := range 10 {
-		c.Put(tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), fmt.Sprint("kid", i%3))
+		c.Put(c.Generation(), tokencache.KeyOf(fmt.Sprint(i)), i, clk.Now().Add(time.Hour), fmt.Sprint("kid", i%3))
 	}
 	c.DropKids([]string{"kid0", "kid2"})
 	for i := range 10 {
@@ -79,7 +79,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 500 {
 				k := tokencache.KeyOf(fmt.Sprint(g, i))
-				c.Put(k, i, time.Now().Add(time.Hour), "k")
+				c.Put(c.Generation(), k, i, time.Now().Add(time.Hour), "k")
 				c.Get(k)
 				if i%100 == 0 {
 					c.DropKids([]string{"other"})
@@ -90,5 +90,20 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if c.Len() > 50 {
 		t.Fatalf("Len = %d; want at most 50", c.Len())
+	}
+}
+
+func TestPutAfterDropIsRefused(t *testing.T) {
+	c := tokencache.New[int](10, nil)
+	gen := c.Generation() // a verification starts
+	c.DropKids([]string{"revoked"})
+	k := tokencache.KeyOf("t")
+	c.Put(gen, k, 1, time.Now().Add(time.Hour), "revoked") // it ends after the drop
+	if _, ok := c.Get(k); ok {
+		t.Fatal("a token verified before a drop was remembered after it")
+	}
+	c.Put(c.Generation(), k, 1, time.Now().Add(time.Hour), "other")
+	if _, ok := c.Get(k); !ok {
+		t.Fatal("a Put with the current generation was refused")
 	}
 }
