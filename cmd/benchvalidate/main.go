@@ -1,11 +1,22 @@
-// Command benchvalidate measures what key validation costs a request: it
+// Command benchvalidate measures what validation costs a request: it
 // loads the validate function with wrk, straight on the custom handler's
-// port and through the local host, against a bare net/http server that
-// answers the same body and headers without checking anything.
+// port, against bare net/http servers that answer the same body and
+// headers without checking anything.
+//
+// With a key, validate is also loaded through the local host. With a
+// token of a token-mode service it is loaded (a) with one token repeated,
+// which the handler's verified-token cache answers, and (b) with a new
+// token on every request, each one verified; (b) is compared with the
+// ceiling the signature check sets, the bare server's throughput if each
+// request also paid one RS256 verification measured in the same run. Both
+// are also run against a peer: a plain net/http server that verifies every
+// token with golang-jwt.
 //
 // The servers are pinned to CPU 0 and wrk to CPU 1 (taskset); runs of the
-// bare server and of validate are interleaved, each repeated, and the
-// medians reported with their ratio. It needs wrk and taskset
+// targets are interleaved, each repeated, and the medians reported with
+// the median of the ratios of runs made side by side. The tokens of (b)
+// are signed beforehand (about 1ms each), enough for no token to be sent
+// twice in a run; a run that would is flagged. It needs wrk and taskset
 // (apt-get install wrk util-linux) and is run by `make bench`.
 package main
 
@@ -17,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,17 +39,28 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelauth/modelauth/functions"
+	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
+// helpers are the servers and the probe this command runs as its own
+// subprocesses: benchvalidate <helper> args...
+var helpers = map[string]func(args []string) error{
+	"bare-server": bareServer,
+	"peer-server": peerServer,
+	"verify-cost": verifyCostProbe,
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bare-server" {
-		if err := bareServer(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if h, ok := helpers[os.Args[1]]; ok {
+			if err := h(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchvalidate:", err)
@@ -47,46 +68,45 @@ func main() {
 	}
 }
 
-// identityBody is what validate answers for the benchmark's key; the bare
-// server answers it too.
-const identityBody = `{"service":"bench","subject":"key:Primary","authType":"key","keyType":"Primary"}` + "\n"
-
-func bareServer(addr string) error {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		// The cheapest way to set them: canonical names, no checks.
-		h["Cache-Control"] = []string{"no-store"}
-		h["X-Modelauth-Service"] = []string{"bench"}
-		h["X-Modelauth-Subject"] = []string{"key:Primary"}
-		h["X-Modelauth-Auth-Type"] = []string{"key"}
-		h["X-Modelauth-Key-Type"] = []string{"Primary"}
-		h["Content-Type"] = []string{"application/json; charset=utf-8"}
-		h["X-Content-Type-Options"] = []string{"nosniff"}
-		w.WriteHeader(http.StatusOK)
-		io.WriteString(w, identityBody)
-	})
-	// The same server settings as the custom handler's: only the handler
-	// differs.
-	srv := functions.NewServer(h, slog.New(slog.DiscardHandler))
-	srv.Addr = addr
-	return srv.ListenAndServe()
-}
-
 type result struct {
 	rps float64
 	p99 time.Duration
+	// sent and tokens are, for a run with a new token on every request,
+	// the tokens sent and the tokens the file held.
+	sent, tokens int
+}
+
+// repeated is how many tokens were sent a second time.
+func (r result) repeated() int { return max(r.sent-r.tokens, 0) }
+
+// target is one server loaded by wrk.
+type target struct {
+	name string
+	url  string
+	// auth is the Authorization of every request; when fresh is set,
+	// each request sends instead the next token of the repeat's file.
+	auth  string
+	fresh bool
+	// want is the identity the target must answer.
+	want identity
 }
 
 func run() error {
 	duration := flag.Duration("duration", 5*time.Second, "length of each wrk run")
+	newDuration := flag.Duration("new-token-duration", 2*time.Second,
+		"length of each wrk run with a new token on every request (its tokens are signed beforehand, about 1ms each)")
 	repeats := flag.Int("repeats", 3, "runs of each target")
 	conns := flag.Int("connections", 64, "wrk connections (keep-alive)")
 	flag.Parse()
+	if *duration < time.Second || *newDuration < time.Second || *repeats < 1 || *conns < 1 {
+		return errors.New("wrk runs last whole seconds, at least one: -duration and -new-token-duration must be 1s or more, -repeats and -connections at least 1")
+	}
 	for _, tool := range []string{"wrk", "taskset", "make"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found: install it (apt-get install wrk util-linux make)", tool)
 		}
 	}
+	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "benchvalidate")
 	if err != nil {
 		return err
@@ -103,74 +123,233 @@ func run() error {
 		return fmt.Errorf("building funchost: %v\n%s", err, out)
 	}
 	self, _ := os.Executable()
-	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(`{"services":[{"name":"bench"}]}`), 0o600); err != nil {
+	services := fmt.Sprintf(`{"services":[{"name":%q},{"name":%q,"authMode":"token"}]}`, keyService, tokenService)
+	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(services), 0o600); err != nil {
 		return err
 	}
 	dataDir := filepath.Join(tmp, "data")
 	env := append(os.Environ(), "MODELAUTH_DATA_DIR="+dataDir, "MODELAUTH_CONFIG="+filepath.Join(appDir, "modelauth.json"), "LOG_LEVEL=warn")
+	settings, err := config.LoadSettings(getenv(env))
+	if err != nil {
+		return err
+	}
+	script := filepath.Join(tmp, "newtokens.lua")
+	if err := os.WriteFile(script, newTokensScript, 0o600); err != nil {
+		return err
+	}
 
-	handlerAddr, bareAddr := freeAddr(), freeAddr()
+	handlerAddr, bareKeyAddr, bareTokenAddr, peerAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	_, port, _ := net.SplitHostPort(handlerAddr)
 	stopHandler, err := start(append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+port), "taskset", "-c", "0", filepath.Join(appDir, "handler"))
 	if err != nil {
 		return err
 	}
 	defer stopHandler()
-	stopBare, err := start(nil, "taskset", "-c", "0", self, "bare-server", bareAddr)
-	if err != nil {
-		return err
+	for _, b := range []struct{ addr, kind string }{{bareKeyAddr, "key"}, {bareTokenAddr, "token"}} {
+		stop, err := start(nil, "taskset", "-c", "0", self, "bare-server", b.addr, b.kind)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
-	defer stopBare()
+	for _, addr := range []string{bareKeyAddr, bareTokenAddr, handlerAddr} {
+		if err := waitHTTP("http://" + addr + "/"); err != nil {
+			return err
+		}
+	}
+	// The host's handler starts once the first signing key is written:
+	// two handlers starting together on an empty store would each write
+	// one, and the peer would know only the one its JWKS read held.
 	hostURL, stopHost, err := startHost(env, host, appDir)
 	if err != nil {
 		return err
 	}
 	defer stopHost()
-	for _, addr := range []string{bareAddr, handlerAddr} {
-		if err := waitHTTP("http://" + addr + "/"); err != nil {
-			return err
-		}
-	}
-	key, err := primaryKey(hostURL, dataDir)
+	direct := "http://" + handlerAddr
+	// The peer reads the JWKS that the handler serves.
+	jwksURL := direct + "/api/.well-known/jwks.json"
+	stopPeer, err := start(nil, "taskset", "-c", "0", self, "peer-server", peerAddr, jwksURL, settings.Issuer, tokenService)
 	if err != nil {
 		return err
 	}
-	direct := "http://" + handlerAddr
-	targets := []struct{ name, url string }{
-		{"bare", "http://" + bareAddr + "/api/services/bench/validate"},
-		{"validate", direct + "/api/services/bench/validate"},
-		{"validate via local host", hostURL + "/api/services/bench/validate"},
+	defer stopPeer()
+	if err := waitHTTP("http://" + peerAddr + "/"); err != nil {
+		return err
 	}
-	// Warm up each target once.
-	for _, tg := range targets {
-		if _, err := wrk(tg.url, key, *conns, time.Second); err != nil {
+
+	admin, err := adminKey(dataDir)
+	if err != nil {
+		return err
+	}
+	key, err := primaryKey(hostURL, admin)
+	if err != nil {
+		return err
+	}
+	token, err := getToken(hostURL, admin)
+	if err != nil {
+		return err
+	}
+	validate := func(base, service string) string { return base + "/api/services/" + service + "/validate" }
+	targets := []target{
+		{name: "bare", url: validate("http://"+bareKeyAddr, keyService), auth: key, want: identities["key"]},
+		{name: "validate", url: validate(direct, keyService), auth: key, want: identities["key"]},
+		{name: "validate via local host", url: validate(hostURL, keyService), auth: key, want: identities["key"]},
+		{name: "bare, token identity", url: validate("http://"+bareTokenAddr, tokenService), auth: token, want: identities["token"]},
+		{name: "validate, one token", url: validate(direct, tokenService), auth: token, want: identities["token"]},
+		{name: "peer, one token", url: validate("http://"+peerAddr, tokenService), auth: token, want: identities["token"]},
+		{name: "validate, new tokens", url: validate(direct, tokenService), fresh: true, want: identities["token"]},
+		{name: "peer, new tokens", url: validate("http://"+peerAddr, tokenService), fresh: true, want: identities["token"]},
+	}
+	const (
+		bareKey = iota
+		validateKey
+		viaHost
+		bareToken
+		oneToken
+		peerOneToken
+		newTokens
+		peerNewTokens
+	)
+	// Check that every target answers what the bare servers send, then
+	// warm it up. The fixed ones first: they size the token files.
+	warm := make([]result, len(targets))
+	for i, tg := range targets {
+		if tg.fresh {
+			continue
+		}
+		if err := checkAnswer(tg.url, tg.auth, tg.want); err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+		if warm[i], err = wrk(tg.url, tg.load(script, ""), *conns, time.Second); err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}
 	}
+	measure := func() (verifyCost, error) {
+		return measureVerify(self, jwksURL, settings.Issuer, tokenService, token)
+	}
+	cost, err := measure()
+	if err != nil {
+		return err
+	}
+	// Validate cannot beat the ceiling: files of 1.5 times the requests
+	// the warm-up's ceiling allows in a run (the machine may be faster
+	// later), plus one for each connection, are enough.
+	perSecond := 1.5 * ceiling(warm[bareToken].rps, cost.RSA)
+	size := func(d time.Duration) int { return int(perSecond*d.Seconds()) + *conns }
+	files, sizes := []string{filepath.Join(tmp, "tokens-warm.txt")}, []int{size(time.Second)}
+	for rep := range *repeats {
+		files = append(files, filepath.Join(tmp, fmt.Sprintf("tokens-%d.txt", rep+1)))
+		sizes = append(sizes, size(*newDuration))
+	}
+	began := time.Now()
+	if err := issueTokens(ctx, settings, tokenService, files, sizes); err != nil {
+		return fmt.Errorf("issuing tokens: %w", err)
+	}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	fmt.Printf("signed %d tokens for the new-token runs (%d a run) in %v\n", total, sizes[1], time.Since(began).Round(time.Second))
+	first, err := firstLine(files[0])
+	if err != nil {
+		return err
+	}
+	for _, tg := range targets {
+		if !tg.fresh {
+			continue
+		}
+		// The warm-up file's first token is sent twice: here and in the
+		// warm-up run, which counts nothing.
+		if err := checkAnswer(tg.url, first, tg.want); err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+		if _, err := wrk(tg.url, tg.load(script, files[0]), *conns, time.Second); err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+	}
+
 	results := make([][]result, len(targets))
+	costs := make([]verifyCost, *repeats)
 	for rep := 0; rep < *repeats; rep++ {
 		for i, tg := range targets {
-			r, err := wrk(tg.url, key, *conns, *duration)
+			d := *duration
+			if tg.fresh {
+				// Each run of the repeat sends the same file: the peer
+				// remembers no token.
+				d = *newDuration
+			}
+			r, err := wrk(tg.url, tg.load(script, files[rep+1]), *conns, d)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
 			results[i] = append(results[i], r)
-			fmt.Printf("run %d %-24s %10.0f req/s  p99 %v\n", rep+1, tg.name, r.rps, r.p99)
+			note := ""
+			if tg.fresh {
+				note = fmt.Sprintf("  %d tokens sent", r.sent)
+				if n := r.repeated(); n > 0 {
+					note += fmt.Sprintf(", %d of them a second time: the file ran out", n)
+				}
+			}
+			fmt.Printf("run %d %-24s %10.0f req/s  p99 %v%s\n", rep+1, tg.name, r.rps, r.p99, note)
 		}
+		if costs[rep], err = measure(); err != nil {
+			return err
+		}
+		fmt.Printf("run %d verification on CPU 0: RS256 %v, golang-jwt parse+verify %v\n", rep+1, costs[rep].RSA, costs[rep].JWT)
 	}
+
 	med := make([]result, len(targets))
-	fmt.Printf("\nmedians of %d runs, %d connections, server on CPU 0, wrk on CPU 1:\n", *repeats, *conns)
+	fmt.Printf("\nmedians of %d runs (%v; %v with new tokens), %d connections, servers on CPU 0, wrk on CPU 1:\n",
+		*repeats, *duration, *newDuration, *conns)
 	for i, tg := range targets {
 		med[i] = median(results[i])
 		fmt.Printf("  %-24s %10.0f req/s  p99 %v\n", tg.name, med[i].rps, med[i].p99)
 	}
+	rsaCosts, jwtCosts := make([]time.Duration, *repeats), make([]time.Duration, *repeats)
+	ceilings, jwtCeilings := make([]result, *repeats), make([]result, *repeats)
+	for rep, c := range costs {
+		rsaCosts[rep], jwtCosts[rep] = c.RSA, c.JWT
+		ceilings[rep].rps = ceiling(results[bareToken][rep].rps, c.RSA)
+		jwtCeilings[rep].rps = ceiling(results[bareToken][rep].rps, c.JWT)
+	}
+	slices.Sort(rsaCosts)
+	slices.Sort(jwtCosts)
+	fmt.Printf("  token %d bytes; one verification (median): RS256 %v (SHA-256 of the signing input + rsa.VerifyPKCS1v15, 2048-bit key);\n", len(token), rsaCosts[len(rsaCosts)/2])
+	fmt.Printf("    golang-jwt parse+verify %v\n", jwtCosts[len(jwtCosts)/2])
+	fmt.Printf("  %-24s %10.0f req/s  = 1/(1/bare token + RS256), median of runs\n", "ceiling, new tokens", median(ceilings).rps)
+	repeatedTokens := 0
+	for _, i := range []int{newTokens, peerNewTokens} {
+		for _, r := range results[i] {
+			repeatedTokens += r.repeated()
+		}
+	}
+	if repeatedTokens > 0 {
+		fmt.Printf("  WARNING: %d tokens were sent a second time in new-token runs: their figures are flattered\n", repeatedTokens)
+	}
 	// The machine is shared: a ratio of two runs made one after the other
 	// is steadier than a ratio of medians taken across the whole session.
-	fmt.Printf("ratio of medians validate/bare (req/s):  %.3f\n", med[1].rps/med[0].rps)
-	fmt.Printf("median of paired ratios validate/bare:   %.3f (target >= 0.95)\n", pairedRatio(results[1], results[0]))
-	fmt.Printf("median of paired ratios via host/bare:   %.3f\n", pairedRatio(results[2], results[0]))
-	fmt.Printf("median of paired ratios host/validate:   %.3f\n", pairedRatio(results[2], results[1]))
+	fmt.Println("\nkeys:")
+	fmt.Printf("  ratio of medians validate/bare (req/s):  %.3f\n", med[validateKey].rps/med[bareKey].rps)
+	fmt.Printf("  median of paired ratios validate/bare:   %.3f (target >= 0.95)\n", pairedRatio(results[validateKey], results[bareKey]))
+	fmt.Printf("  median of paired ratios via host/bare:   %.3f\n", pairedRatio(results[viaHost], results[bareKey]))
+	fmt.Printf("  median of paired ratios host/validate:   %.3f\n", pairedRatio(results[viaHost], results[validateKey]))
+	fmt.Println("tokens (median of paired ratios):")
+	fmt.Printf("  (a) one token/bare:                      %.3f (target >= 0.9)\n", pairedRatio(results[oneToken], results[bareToken]))
+	fmt.Printf("  (b) new tokens/ceiling:                  %.3f (target >= 0.9)\n", pairedRatio(results[newTokens], ceilings))
+	fmt.Printf("      new tokens/ceiling with golang-jwt:  %.3f\n", pairedRatio(results[newTokens], jwtCeilings))
+	fmt.Printf("  (c) one token, validate/peer:            %.3f\n", pairedRatio(results[oneToken], results[peerOneToken]))
+	fmt.Printf("      new tokens, validate/peer:           %.3f\n", pairedRatio(results[newTokens], results[peerNewTokens]))
+	fmt.Printf("      peer new tokens/ceiling:             %.3f\n", pairedRatio(results[peerNewTokens], ceilings))
 	return nil
+}
+
+// load is what wrk sends to tg; script and tokens are the Lua script and
+// the file of a run's new tokens.
+func (tg target) load(script, tokens string) load {
+	if tg.fresh {
+		return load{script: script, tokens: tokens}
+	}
+	return load{auth: tg.auth}
 }
 
 // pairedRatio is the median over repeats of num/den req/s.
@@ -252,53 +431,119 @@ func waitHTTP(url string) error {
 	return fmt.Errorf("%s did not answer", url)
 }
 
-// primaryKey reads the administrator key from the store and gets the
-// service's keys through get_keys, as a user would.
-func primaryKey(hostURL, dataDir string) (string, error) {
+// adminKey reads the administrator key from the handler's store.
+func adminKey(dataDir string) (string, error) {
 	store, err := filestore.Open(dataDir, nil)
 	if err != nil {
 		return "", err
 	}
 	defer store.Close()
-	admin, err := store.GetSecret(context.Background(), "admin-key", "")
+	admin, err := store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
 	if err != nil {
 		return "", err
 	}
-	req, _ := http.NewRequest("GET", hostURL+"/api/services/bench/keys", nil)
-	req.Header.Set("Authorization", "Bearer "+admin.Value)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
+	return admin.Value, nil
+}
+
+// primaryKey gets the key service's primary key through get_keys, as a
+// user would.
+func primaryKey(hostURL, admin string) (string, error) {
 	var keys struct{ PrimaryKey string }
-	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil || keys.PrimaryKey == "" {
-		return "", fmt.Errorf("get_keys: status %d: %v", resp.StatusCode, err)
-	}
-	// Check the validate answer matches what the bare server sends.
-	req, _ = http.NewRequest("GET", hostURL+"/api/services/bench/validate", nil)
-	req.Header.Set("Authorization", "Bearer "+keys.PrimaryKey)
-	resp2, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	body, _ := io.ReadAll(resp2.Body)
-	resp2.Body.Close()
-	if resp2.StatusCode != 200 || !bytes.Equal(body, []byte(identityBody)) {
-		return "", fmt.Errorf("validate answered %d %q; the bare server answers %q", resp2.StatusCode, body, identityBody)
+	if err := call("GET", hostURL+"/api/services/"+keyService+"/keys", admin, &keys); err != nil || keys.PrimaryKey == "" {
+		return "", fmt.Errorf("get_keys: %v", err)
 	}
 	return keys.PrimaryKey, nil
 }
 
+// getToken gets a token for the token service through get_token, as a
+// user would.
+func getToken(hostURL, admin string) (string, error) {
+	var tok struct{ AccessToken string }
+	if err := call("POST", hostURL+"/api/services/"+tokenService+"/token", admin, &tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("get_token: %v", err)
+	}
+	return tok.AccessToken, nil
+}
+
+// call sends a request with a bearer credential and decodes the JSON
+// answer into v.
+func call(method, url, cred string, v any) error {
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// checkAnswer checks that url answers cred with the body and identity
+// headers of want, as the bare servers do.
+func checkAnswer(url, cred string, want identity) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	h := resp.Header
+	got := identity{Service: h.Get("X-ModelAuth-Service"), Subject: h.Get("X-ModelAuth-Subject"),
+		AuthType: h.Get("X-ModelAuth-Auth-Type"), KeyType: h.Get("X-ModelAuth-Key-Type")}
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, []byte(want.body())) || got != want {
+		return fmt.Errorf("answered %d %q with headers %+v; the bare server answers %q with %+v", resp.StatusCode, body, got, want.body(), want)
+	}
+	return nil
+}
+
+func firstLine(name string) (string, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	return line, nil
+}
+
+// getenv looks names up in env, the last setting winning, as the
+// handler's environment does.
+func getenv(env []string) func(string) string {
+	return func(name string) string {
+		v := ""
+		for _, kv := range env {
+			if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+				v = val
+			}
+		}
+		return v
+	}
+}
+
 var (
-	rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	p99RE = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
-	errRE = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	rpsRE    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	p99RE    = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
+	errRE    = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	tokensRE = regexp.MustCompile(`tokens sent (\d+) of (\d+)`)
 )
 
-func wrk(url, key string, conns int, d time.Duration) (result, error) {
-	out, err := exec.Command("taskset", "-c", "1", "wrk", "-t1", "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", "-H", "Authorization: Bearer "+key, url).CombinedOutput()
+// load is what wrk sends: auth as the Authorization of every request, or,
+// when tokens names a file, on each request the next token of that file
+// (script is the Lua script that does it).
+type load struct{ auth, script, tokens string }
+
+func wrk(url string, ld load, conns int, d time.Duration) (result, error) {
+	args := []string{"-c", "1", "wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	if ld.tokens != "" {
+		args = append(args, "-s", ld.script, url, "--", ld.tokens)
+	} else {
+		args = append(args, "-H", "Authorization: Bearer "+ld.auth, url)
+	}
+	out, err := exec.Command("taskset", args...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
@@ -312,7 +557,16 @@ func wrk(url, key string, conns int, d time.Duration) (result, error) {
 	rps, _ := strconv.ParseFloat(string(m1[1]), 64)
 	v, _ := strconv.ParseFloat(string(m2[1]), 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(m2[2])]
-	return result{rps: rps, p99: time.Duration(v * float64(unit))}, nil
+	r := result{rps: rps, p99: time.Duration(v * float64(unit))}
+	if ld.tokens != "" {
+		m := tokensRE.FindSubmatch(out)
+		if m == nil {
+			return result{}, errors.New("the token script printed no count:\n" + string(out))
+		}
+		r.sent, _ = strconv.Atoi(string(m[1]))
+		r.tokens, _ = strconv.Atoi(string(m[2]))
+	}
+	return r, nil
 }
 
 func median(rs []result) result {
