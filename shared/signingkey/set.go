@@ -116,6 +116,9 @@ type snapshot struct {
 	versions []Version
 	keys     map[string]*Key // by kid: every enabled version of the policy's alg
 	byID     map[string]*Key // by version ID
+	// until is when a retired key leaves the published set, by kid, as
+	// the read placed it; absent for next and current keys.
+	until map[string]time.Time
 }
 
 // New returns the signing-key set kept in store.
@@ -220,12 +223,12 @@ func (s *Set) published(sn *snapshot, kid string) (*Key, bool) {
 	}
 	// A retired key past its retention verifies nothing. (Its tokens are
 	// expired by then anyway; this keeps the JWKS and verification equal.)
-	for _, e := range Plan(sn.versions, s.opts.Now(), s.opts.Policy).Entries {
-		if e.Kid == kid {
-			return k, e.Published()
-		}
+	// A key superseded since the read keeps no bound until the next read,
+	// at most a TTL on: later, never earlier.
+	if until := sn.until[kid]; !until.IsZero() && !s.opts.Now().Before(until) {
+		return nil, false
 	}
-	return nil, false
+	return k, true
 }
 
 // Signer returns the key that signs now. When none does (no key was ever
@@ -385,7 +388,7 @@ func (s *Set) forget(kid string) {
 	var old, cur *snapshot
 	s.cache.Update(func(sn *snapshot) *snapshot {
 		old = sn
-		cur = &snapshot{keys: map[string]*Key{}, byID: map[string]*Key{}}
+		cur = &snapshot{keys: map[string]*Key{}, byID: map[string]*Key{}, until: sn.until}
 		for _, v := range sn.versions {
 			if v.Kid == kid {
 				v.Enabled = false
@@ -464,7 +467,7 @@ func (s *Set) load(ctx context.Context) (*snapshot, error) {
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return nil, err
 	}
-	sn := &snapshot{keys: map[string]*Key{}, byID: map[string]*Key{}}
+	sn := &snapshot{keys: map[string]*Key{}, byID: map[string]*Key{}, until: map[string]time.Time{}}
 	for _, p := range props {
 		v, ok := versionOf(p)
 		if !ok {
@@ -481,6 +484,9 @@ func (s *Set) load(ctx context.Context) (*snapshot, error) {
 			return nil, err
 		}
 		sn.keys[k.Kid], sn.byID[e.ID] = k, k
+		if !e.PublishedUntil.IsZero() {
+			sn.until[k.Kid] = e.PublishedUntil
+		}
 	}
 	// Private keys of versions no longer needed (revoked, expired) leave
 	// memory.
