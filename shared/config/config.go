@@ -34,6 +34,13 @@
 //
 // A field that does not belong to the service's mode is refused, as are
 // unknown fields.
+//
+// consumers (optional) lists the clients whose tokens the prefetchtokens
+// function keeps fresh in the store as tok-<name>: name (the service-name
+// pattern), source "self" (the default: this app issues them for service,
+// a token-mode service), "modelauth" (service at another modelauth app:
+// url, and credentialSetting, the app setting that holds the credential)
+// or "azureml" (endpoint: an Azure ML online endpoint's resource ID).
 package config
 
 import (
@@ -127,7 +134,9 @@ func (c *Config) Has(mode AuthMode) bool {
 // Config is the checked configuration file.
 type Config struct {
 	Services []Service
-	byName   map[string]int
+	// Consumers are the clients whose tokens prefetchtokens keeps fresh.
+	Consumers []Consumer
+	byName    map[string]int
 }
 
 // Service returns the named service.
@@ -163,7 +172,8 @@ type fileService struct {
 }
 
 type file struct {
-	Services []fileService `json:"services"`
+	Services  []fileService  `json:"services"`
+	Consumers []fileConsumer `json:"consumers"`
 }
 
 // Load reads and checks the configuration file at path.
@@ -214,6 +224,7 @@ func Parse(data []byte) (*Config, error) {
 		c.byName[s.Name] = len(c.Services)
 		c.Services = append(c.Services, s)
 	}
+	problems = append(problems, c.checkConsumers(f.Consumers)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(problems...))
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -147,6 +148,10 @@ func TestLoadSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Getenv == nil {
+		t.Error("Getenv not kept")
+	}
+	s.Getenv = nil
 	if !reflect.DeepEqual(s, func() Settings { d := DefaultSettings(); d.ConfigPath = "modelauth.json"; return d }()) {
 		t.Errorf("defaults = %+v", s)
 	}
@@ -202,6 +207,8 @@ func TestLoadSettings(t *testing.T) {
 		{"SIGNING_KEY_ROTATION_PERIOD", "1h", "SIGNING_KEY_ROTATION_PERIOD"},
 		{"ADMIN_KEY_ENABLED", "maybe", "ADMIN_KEY_ENABLED"},
 		{"ADMIN_KEY_ENABLED", "false", "needs OIDC_ISSUERS and OIDC_AUDIENCES"},
+		{"PREFETCH_SCHEDULE", "*/5 * * * *", "PREFETCH_SCHEDULE"},
+		{"PREFETCH_LEAD", "10s", "PREFETCH_LEAD"},
 	}
 	for _, tt := range bad {
 		_, err := LoadSettings(env(map[string]string{tt.name: tt.value}))
@@ -222,5 +229,71 @@ func TestSettingNamesAreRead(t *testing.T) {
 	}
 	for n := range read {
 		t.Errorf("LoadSettings reads %s, which SettingNames lacks", n)
+	}
+}
+
+func TestConsumers(t *testing.T) {
+	base := `{"services":[{"name":"tok","authMode":"token"},{"name":"key"}],"consumers":[%s]}`
+	c, err := Parse([]byte(fmt.Sprintf(base, `
+		{"name":"batch","service":"tok"},
+		{"name":"remote","service":"iris","source":"modelauth","url":"https://other.example/api","credentialSetting":"REMOTE_KEY"},
+		{"name":"aml","source":"azureml","endpoint":"/subscriptions/s1/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/onlineEndpoints/ep"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Consumers) != 3 || c.Consumers[0].Source != SourceSelf || c.Consumers[1].CredentialSetting != "REMOTE_KEY" {
+		t.Fatalf("consumers = %+v", c.Consumers)
+	}
+	if got, ok := c.Consumer("aml"); !ok || got.Source != SourceAzureML {
+		t.Fatalf("Consumer(aml) = %+v, %v", got, ok)
+	}
+	bad := []struct{ doc, want string }{
+		{`{"name":"Bad","service":"tok"}`, `consumers[0]: name "Bad"`},
+		{`{"name":"b","service":"tok"},{"name":"b","service":"tok"}`, `consumer "b" is listed twice`},
+		{`{"name":"b","service":"nope"}`, `service "nope" is not configured`},
+		{`{"name":"b","service":"key"}`, `uses key auth`},
+		{`{"name":"b","service":"tok","url":"https://x/api"}`, "source self takes no url"},
+		{`{"name":"b","service":"iris","source":"modelauth","url":"ftp://x","credentialSetting":"K"}`, "url"},
+		{`{"name":"b","service":"iris","source":"modelauth","url":"https://x/api"}`, "credentialSetting"},
+		{`{"name":"b","source":"azureml","endpoint":"/subscriptions/s/resourceGroups/rg"}`, "endpoint"},
+		{`{"name":"b","source":"vault"}`, `source "vault" is not one of`},
+		{`{"name":"b","service":"tok","lead":"5m"}`, `unknown field "lead"`},
+	}
+	for _, tt := range bad {
+		_, err := Parse([]byte(fmt.Sprintf(base, tt.doc)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%s) = %v; want ErrInvalid mentioning %q", tt.doc, err, tt.want)
+		}
+	}
+}
+
+func TestPrefetchLead(t *testing.T) {
+	for _, tt := range []struct {
+		schedule string
+		lead     time.Duration
+	}{
+		{"0 */5 * * * *", 10 * time.Minute},
+		{"0 * * * * *", 5 * time.Minute}, // every minute: the 5-minute floor
+		{"0 0 * * * *", 2 * time.Hour},
+		{"0 0,10 * * * *", 100 * time.Minute}, // uneven: the longest gap, 50 min
+	} {
+		s, err := LoadSettings(func(k string) string {
+			if k == "PREFETCH_SCHEDULE" {
+				return tt.schedule
+			}
+			return ""
+		})
+		if err != nil || s.PrefetchLead != tt.lead {
+			t.Errorf("PREFETCH_SCHEDULE=%q: lead %v (%v); want %v", tt.schedule, s.PrefetchLead, err, tt.lead)
+		}
+	}
+	s, _ := LoadSettings(func(k string) string {
+		if k == "PREFETCH_LEAD" {
+			return "20m"
+		}
+		return ""
+	})
+	if s.PrefetchLead != 20*time.Minute {
+		t.Errorf("PREFETCH_LEAD ignored: %v", s.PrefetchLead)
 	}
 }

@@ -86,6 +86,47 @@ type Settings struct {
 	// callers' tokens (the app registration's Application ID URI or
 	// client id).
 	OIDCAudiences []string
+
+	// PrefetchSchedule is PREFETCH_SCHEDULE: the prefetchtokens timer's
+	// NCRONTAB schedule (6 fields).
+	PrefetchSchedule string
+	// PrefetchPeriod is the longest gap between two runs of
+	// PrefetchSchedule (over the next day).
+	PrefetchPeriod time.Duration
+	// PrefetchLead is PREFETCH_LEAD: how long before a stored token's
+	// refreshAfter the prefetch replaces it. Default the larger of two
+	// PrefetchPeriods and 5 minutes.
+	PrefetchLead time.Duration
+
+	// Getenv reads app settings named by the configuration file (a
+	// consumer's credentialSetting). Nil reads nothing.
+	Getenv func(string) string
+}
+
+// DefaultPrefetchSchedule runs prefetchtokens every 5 minutes.
+const DefaultPrefetchSchedule = "0 */5 * * * *"
+
+// SchedulePeriod returns the longest gap between two runs of a 6-field
+// NCRONTAB expression over the day after from.
+func SchedulePeriod(expr string, from time.Time) (time.Duration, error) {
+	sched, err := ncrontab.Parse(strings.TrimSpace(expr))
+	if err != nil {
+		return 0, err
+	}
+	var longest time.Duration
+	t := sched.Next(from)
+	for end := from.Add(24 * time.Hour); t.Before(end); {
+		n := sched.Next(t)
+		if n.IsZero() {
+			break
+		}
+		longest = max(longest, n.Sub(t))
+		t = n
+	}
+	if longest == 0 { // less often than daily
+		longest = sched.Next(t).Sub(t)
+	}
+	return longest, nil
 }
 
 // DefaultRotationSchedule runs the rotatekeys timer every 6 hours, on the
@@ -128,6 +169,9 @@ func DefaultSettings() Settings {
 		TokenCacheSize:        10000,
 		SigningKeyPeriod:      30 * 24 * time.Hour,
 		AdminKeyEnabled:       true,
+		PrefetchSchedule:      DefaultPrefetchSchedule,
+		PrefetchPeriod:        5 * time.Minute,
+		PrefetchLead:          10 * time.Minute,
 	}
 }
 
@@ -138,6 +182,7 @@ var SettingNames = []string{
 	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL", "ROTATION_SCHEDULE",
 	"WEBSITE_HOSTNAME", "MODELAUTH_ISSUER", "TOKEN_SIGNING_ALG", "TOKEN_LEEWAY", "TOKEN_MAX_BYTES", "TOKEN_CACHE_SIZE",
 	"SIGNING_KEY_ROTATION_PERIOD", "ADMIN_KEY_ENABLED", "OIDC_ISSUERS", "OIDC_AUDIENCES",
+	"PREFETCH_SCHEDULE", "PREFETCH_LEAD",
 }
 
 // LoadSettings reads the settings through getenv and checks them. The error
@@ -220,6 +265,15 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		problems = append(problems, fmt.Errorf("ADMIN_KEY_ENABLED=%q: want true or false", v))
 	}
 	s.OIDCIssuers, s.OIDCAudiences = list("OIDC_ISSUERS"), list("OIDC_AUDIENCES")
+	str("PREFETCH_SCHEDULE", &s.PrefetchSchedule)
+	if err := CheckSchedule(s.PrefetchSchedule); err != nil {
+		problems = append(problems, fmt.Errorf("PREFETCH_SCHEDULE=%q: %w", s.PrefetchSchedule, err))
+	} else {
+		s.PrefetchPeriod, _ = SchedulePeriod(s.PrefetchSchedule, time.Now())
+		s.PrefetchLead = max(2*s.PrefetchPeriod, 5*time.Minute)
+	}
+	dur("PREFETCH_LEAD", &s.PrefetchLead, time.Minute, 12*time.Hour)
+	s.Getenv = getenv
 	if !s.AdminKeyEnabled && (len(s.OIDCIssuers) == 0 || len(s.OIDCAudiences) == 0) {
 		problems = append(problems, errors.New("ADMIN_KEY_ENABLED=false needs OIDC_ISSUERS and OIDC_AUDIENCES: otherwise nobody could call the management functions"))
 	}
