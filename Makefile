@@ -35,6 +35,7 @@ build:
 	$(GO) build -o $(BIN)/funchost ./cmd/funchost
 	$(GO) build -o $(BIN)/demomodel ./cmd/demomodel
 	$(GO) build -o $(BIN)/secretctl ./cmd/secretctl
+	$(GO) build -o $(BIN)/modelauth ./cmd/modelauth
 
 # A runnable function app: host.json, one folder per function with its
 # function.json, the handler binary, the service configuration and the

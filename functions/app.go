@@ -18,9 +18,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/modelauth/modelauth/functions/jwks"
 	"github.com/modelauth/modelauth/functions/keys"
 	"github.com/modelauth/modelauth/functions/keyvaultevents"
+	"github.com/modelauth/modelauth/functions/prefetchtokens"
 	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/functions/score"
 	"github.com/modelauth/modelauth/functions/signingkeys"
@@ -29,10 +32,13 @@ import (
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/azfunc"
+	"github.com/modelauth/modelauth/shared/azureml"
+	"github.com/modelauth/modelauth/shared/client"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/oidc"
+	"github.com/modelauth/modelauth/shared/prefetch"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
@@ -58,7 +64,9 @@ type App struct {
 	// OIDC verifies tokens of the external issuers (OIDC_ISSUERS); nil
 	// when none is configured.
 	OIDC *oidc.Verifier
-	Log  *slog.Logger
+	// Prefetcher keeps the configured consumers' tokens fresh.
+	Prefetcher *prefetch.Prefetcher
+	Log        *slog.Logger
 }
 
 // NewApp loads the configuration, opens the secret store and makes sure the
@@ -96,7 +104,72 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 		store.Close()
 		return nil, err
 	}
+	if err := app.initPrefetch(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	return app, nil
+}
+
+// initPrefetch builds each consumer's token source: this app's issuer,
+// another modelauth app (with the credential from the consumer's
+// credentialSetting), or an Azure ML online endpoint (with the app's Azure
+// credential).
+func (a *App) initPrefetch() error {
+	s := a.Settings
+	getenv := s.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	var consumers []prefetch.Consumer
+	var azureCred azcore.TokenCredential
+	for _, c := range a.Config.Consumers {
+		pc := prefetch.Consumer{Name: c.Name, Service: c.Service}
+		switch c.Source {
+		case config.SourceSelf:
+			pc.Source = a.selfTokens(c)
+		case config.SourceModelauth:
+			cred := strings.TrimSpace(getenv(c.CredentialSetting))
+			if cred == "" {
+				return fmt.Errorf("config: %w: consumer %q: the app setting %s (its credentialSetting) is empty", config.ErrInvalid, c.Name, c.CredentialSetting)
+			}
+			pc.Source = (&client.Client{BaseURL: c.URL, Credential: client.Static(cred)}).TokenSource(c.Service)
+		case config.SourceAzureML:
+			ep, err := azureml.ParseEndpointID(c.Endpoint)
+			if err != nil {
+				return fmt.Errorf("config: %w: consumer %q: %w", config.ErrInvalid, c.Name, err)
+			}
+			if azureCred == nil {
+				if azureCred, err = azurekeyvault.NewCredential(s.AuthorityHost); err != nil {
+					return fmt.Errorf("consumer %q: the Azure credential: %w", c.Name, err)
+				}
+			}
+			if pc.Source, err = azureml.NewTokenSource(ep, azureCred, nil); err != nil {
+				return fmt.Errorf("consumer %q: %w", c.Name, err)
+			}
+		}
+		consumers = append(consumers, pc)
+	}
+	a.Prefetcher = prefetch.New(a.Store, consumers, &prefetch.Options{
+		Lead: s.PrefetchLead, Period: s.PrefetchPeriod, Logger: a.Log,
+	})
+	return nil
+}
+
+// selfTokens issues a consumer's tokens in-process, as get_token would to
+// a caller named consumer:<name>.
+func (a *App) selfTokens(c config.Consumer) client.TokenSource {
+	svc, _ := a.Config.Service(c.Service)
+	return client.TokenSourceFunc(func(ctx context.Context) (*client.Token, error) {
+		tok, issued, err := a.Tokens.Issue(ctx, svc.Name, "consumer:"+c.Name, svc.TokenLifetime, svc.TokenRefreshAfter)
+		if err != nil {
+			return nil, err
+		}
+		a.Log.Info("audit", "event", "get_token", "subject", "consumer:"+c.Name, "service", svc.Name,
+			"jti", issued.JTI, "kid", issued.Kid, "expiryOn", tok.ExpiryOn)
+		return &client.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType,
+			ExpiresOn: time.Unix(tok.ExpiryOn, 0), RefreshAfter: time.Unix(tok.RefreshAfter, 0)}, nil
+	})
 }
 
 // initTokens sets up the signing keys, the token authority and the
@@ -229,6 +302,8 @@ func (a *App) Handler() http.Handler {
 	}
 	rk := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
 	mux.Handle("/rotatekeys", rk.Handler())
+	pf := &prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}
+	mux.Handle("/prefetchtokens", pf.Handler())
 	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
 	mux.Handle("/keyvaultevents", kv.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

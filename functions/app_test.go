@@ -142,7 +142,7 @@ func TestReadinessProbeAndUnknownPaths(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("GET / = %d", rec.Code)
 	}
-	for _, p := range []string{"/api/nothing", "/prefetchtokens", "/api/rotatekeys", "/api/services/x/keys/a/b"} {
+	for _, p := range []string{"/api/nothing", "/prefetchkeys", "/api/rotatekeys", "/api/prefetchtokens", "/api/services/x/keys/a/b"} {
 		rec := httptest.NewRecorder()
 		a.Handler().ServeHTTP(rec, httptest.NewRequest("POST", p, nil))
 		if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"code":"NotFound"`) {

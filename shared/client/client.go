@@ -3,11 +3,24 @@
 // validate, and offers token sources that keep a token fresh ahead of its
 // refreshAfter.
 //
+// # Token sources
+//
+// A [TokenSource] has x/oauth2's shape, with a context. [Client.TokenSource]
+// asks the app for a new token on every call; [NewRefreshingSource] wraps any
+// source with a cache that is refreshed in the background ahead of
+// RefreshAfter, with back-off while the issuer fails; [NewStoreSource]
+// reads the token that the prefetchtokens function keeps in the secret store
+// (secret [TokenSecret](consumer), tags [TagRefreshAfter] and [TagExpiryOn]),
+// which is what most consumers use.
+//
 // # Errors
 //
 // A call the app answers with an error returns an *[Error] carrying the
 // HTTP status and the app's error code and message; transport failures are
-// returned as they are. No error contains a key or a token.
+// returned as they are. The refreshing sources return errors wrapping
+// [ErrNoValidToken] when they hold no valid token, and the store source
+// [ErrNoToken], [ErrTokenExpired] or [ErrBadStoredToken] for the cause. No
+// error contains a key or a token.
 package client
 
 import (

@@ -14,4 +14,6 @@ type tokenSourceFunc func(ctx context.Context) (*Token, error)
 func (f tokenSourceFunc) Token(ctx context.Context) (*Token, error) { return f(ctx) }
 
 // TokenSourceFunc adapts a function to a TokenSource.
-func TokenSourceFunc(f func(ctx context.Context) (*Token, error)) TokenSource { return tokenSourceFunc(f) }
+func TokenSourceFunc(f func(ctx context.Context) (*Token, error)) TokenSource {
+	return tokenSourceFunc(f)
+}
