@@ -1,55 +1,25 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/modelauth/modelauth/shared/logtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/modelauth/modelauth/functions"
-	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/cmd/funchost/hosttest"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
+	"github.com/modelauth/modelauth/shared/logtest"
 )
 
 // This end-to-end test stages the app with `make stage`, starts the local
 // host (cmd/funchost) as a subprocess on a free port, and drives every
 // key-auth feature over real HTTP, as a user or a gateway would.
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "host.json")); err != nil {
-		t.Fatalf("repository root not found: %v", err)
-	}
-	return root
-}
-
-func run(t *testing.T, dir string, env []string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
 
 type app struct {
 	url      string
@@ -66,100 +36,11 @@ func startApp(t *testing.T, services string, env []string) *app {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	root := repoRoot(t)
-	tmp := t.TempDir()
-	appDir := filepath.Join(tmp, "app")
-	run(t, root, nil, "make", "--no-print-directory", "stage", "APP="+appDir,
-		"HANDLER_GOOS="+runtime.GOOS, "HANDLER_GOARCH="+runtime.GOARCH)
-	host := filepath.Join(tmp, "funchost")
-	run(t, root, nil, "go", "build", "-o", host, "./cmd/funchost")
-
-	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(services), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(tmp, "data")
-	values := map[string]string{
-		"FUNCTIONS_WORKER_RUNTIME": "custom",
-		"MODELAUTH_DATA_DIR":       dataDir,
-		"KEY_CACHE_TTL":            "30s",
-		"LOG_LEVEL":                "debug",
-		"ROTATION_SCHEDULE":        "0 0 */6 * * *", // the host resolves %ROTATION_SCHEDULE% itself
-	}
-	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
-	if err := os.WriteFile(filepath.Join(appDir, "local.settings.json"), ls, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	logs := &logtest.Buffer{}
-	pr, pw := io.Pipe()
-	cmd := exec.Command(host, "--app", appDir, "--port", "0")
-	cmd.Env = append(os.Environ(), env...) // the environment wins over local settings
-	cmd.Stdout = io.MultiWriter(logs, pw)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	urlc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`modelauth local host listening on (http://127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				urlc <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		pw.Close()
-		if t.Failed() {
-			t.Logf("local host output:\n%s", logs.String())
-		}
-	})
-	a := &app{dataDir: dataDir, logs: logs, client: &http.Client{
+	h := hosttest.Start(t, hosttest.Options{Services: services, Env: env})
+	return &app{url: h.URL, dataDir: h.DataDir, logs: h.Logs, adminKey: h.AdminKey, client: &http.Client{
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
-	select {
-	case a.url = <-urlc:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the local host printed no URL:\n%s", logs.String())
-	}
-	// Read the administrator key from the app's store, as `make admin-key`
-	// (cmd/secretctl) does.
-	settings := config.DefaultSettings()
-	settings.DataDir = dataDir
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v) // for azidentity, in this process
-		switch k {
-		case "KEYVAULT_URL":
-			settings.KeyVaultURL = v
-		case "AZURE_AUTHORITY_HOST":
-			settings.AuthorityHost = v
-		}
-	}
-	store, err := functions.OpenStore(settings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	sec, err := store.GetSecret(context.Background(), "admin-key", "")
-	if err != nil {
-		t.Fatalf("reading the administrator key from the store: %v", err)
-	}
-	a.adminKey = sec.Value
-	return a
 }
 
 type response struct {

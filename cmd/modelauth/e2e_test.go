@@ -6,22 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/modelauth/modelauth/functions"
-	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/logtest"
+	"github.com/modelauth/modelauth/cmd/funchost/hosttest"
 )
 
 // This end-to-end test stages the app with `make stage` (a key-mode
@@ -459,131 +453,16 @@ func closedURL(t *testing.T) string {
 	return "http://" + addr + "/api"
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "host.json")); err != nil {
-		t.Fatalf("repository root not found: %v", err)
-	}
-	return root
-}
-
-func mustRun(t *testing.T, dir string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// startApp stages the app into a temporary folder, builds the local host
-// and this command, and serves the app on a free port until the test ends.
+// startApp serves the app with the local host (KEY_CACHE_TTL 1s, so that
+// rotate is quick) and builds this command.
 func startApp(t *testing.T) *e2e {
 	t.Helper()
-	root := repoRoot(t)
-	tmp := t.TempDir()
-	appDir := filepath.Join(tmp, "app")
-	mustRun(t, root, "make", "--no-print-directory", "stage", "APP="+appDir,
-		"HANDLER_GOOS="+runtime.GOOS, "HANDLER_GOARCH="+runtime.GOARCH)
-	host := filepath.Join(tmp, "funchost")
-	mustRun(t, root, "go", "build", "-o", host, "./cmd/funchost")
-	e := &e2e{bin: filepath.Join(tmp, "modelauth")}
-	mustRun(t, root, "go", "build", "-o", e.bin, "./cmd/modelauth")
-
-	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(e2eServices), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Every setting of the example (so a new timer's schedule is there),
-	// with this test's own.
-	dataDir := filepath.Join(tmp, "data")
-	var settingsFile struct {
-		Values map[string]string
-	}
-	example, err := os.ReadFile(filepath.Join(root, "local.settings.example.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(example, &settingsFile); err != nil {
-		t.Fatal(err)
-	}
-	values := settingsFile.Values
-	if values == nil {
-		values = map[string]string{}
-	}
-	for k, v := range map[string]string{
-		"FUNCTIONS_WORKER_RUNTIME": "custom",
-		"MODELAUTH_DATA_DIR":       dataDir,
-		"KEY_CACHE_TTL":            "1s",
-		"LOG_LEVEL":                "debug",
-	} {
-		values[k] = v
-	}
-	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
-	if err := os.WriteFile(filepath.Join(appDir, "local.settings.json"), ls, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	logs := &logtest.Buffer{}
-	pr, pw := io.Pipe()
-	cmd := exec.Command(host, "--app", appDir, "--port", "0")
-	cmd.Env = append(os.Environ(), "KEY_CACHE_TTL=1s") // the environment wins over local settings
-	cmd.Stdout = io.MultiWriter(logs, pw)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	urlc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`modelauth local host listening on (http://127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				urlc <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		pw.Close()
-		if t.Failed() {
-			t.Logf("local host output:\n%s", logs.String())
-		}
+	h := hosttest.Start(t, hosttest.Options{
+		Services: e2eServices,
+		Settings: map[string]string{"KEY_CACHE_TTL": "1s"},
+		Env:      []string{"KEY_CACHE_TTL=1s"},
 	})
-	select {
-	case u := <-urlc:
-		e.url = u + "/api"
-	case <-exited:
-		t.Fatalf("the local host ended:\n%s", logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the local host printed no URL:\n%s", logs.String())
-	}
-	// The administrator key, as `make -s admin-key` (cmd/secretctl) reads it.
-	settings := config.DefaultSettings()
-	settings.DataDir = dataDir
-	store, err := functions.OpenStore(settings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	sec, err := store.GetSecret(context.Background(), "admin-key", "")
-	if err != nil {
-		t.Fatalf("reading the administrator key: %v", err)
-	}
-	e.adminKey = sec.Value
+	e := &e2e{url: h.URL + "/api", adminKey: h.AdminKey, bin: hosttest.Build(t, "./cmd/modelauth")}
 	e.secret(e.adminKey)
 	return e
 }
