@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -67,6 +68,9 @@ type App struct {
 	// Prefetcher keeps the configured consumers' tokens fresh.
 	Prefetcher *prefetch.Prefetcher
 	Log        *slog.Logger
+
+	servicesOnce sync.Once
+	services     *authn.Services
 }
 
 // NewApp loads the configuration, opens the secret store and makes sure the
@@ -253,17 +257,27 @@ func OpenStore(s config.Settings) (*secretstore.Store, error) {
 	return azurekeyvault.Open(s.KeyVaultURL, cred, nil)
 }
 
+// Services returns the validation of service callers that validate and
+// score use (and the Lambda authorizers): one per App, with its
+// verified-token cache.
+func (a *App) Services() *authn.Services {
+	a.servicesOnce.Do(func() {
+		a.services = &authn.Services{Config: a.Config, Keys: a.Keys, Tokens: a.Tokens, TokenCacheSize: a.Settings.TokenCacheSize}
+		if a.OIDC != nil {
+			a.services.Entra = a.OIDC
+		}
+		if a.SigningKeys != nil {
+			a.SigningKeys.OnRemove(a.services.DropTokens)
+		}
+	})
+	return a.services
+}
+
 // Handler returns the custom handler's routes: the readiness probe, every
 // HTTP function at its forwarded /api path, and the timer and Event Grid
 // functions at /<name>, where the host posts their invocation envelope.
 func (a *App) Handler() http.Handler {
-	services := &authn.Services{Config: a.Config, Keys: a.Keys, Tokens: a.Tokens, TokenCacheSize: a.Settings.TokenCacheSize}
-	if a.OIDC != nil {
-		services.Entra = a.OIDC
-	}
-	if a.SigningKeys != nil {
-		a.SigningKeys.OnRemove(services.DropTokens)
-	}
+	services := a.Services()
 	callers := &authn.Callers{Keys: a.Keys, AdminKeyDisabled: !a.Settings.AdminKeyEnabled, Audiences: a.Settings.OIDCAudiences}
 	if a.OIDC != nil {
 		callers.OIDC = a.OIDC
@@ -296,20 +310,38 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/signing-keys/{action}", &signingkeys.Function{Callers: callers, Keys: a.SigningKeys, Log: a.Log})
 
 	// Non-HTTP functions: the handlers answer other methods with 405.
-	var sk rotatekeys.SigningKeys
-	if a.Config.Has(config.AuthToken) {
-		sk = a.SigningKeys
-	}
-	rk := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
+	rk := a.rotateKeys(rot)
 	mux.Handle("/rotatekeys", rk.Handler())
 	pf := &prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}
 	mux.Handle("/prefetchtokens", pf.Handler())
-	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: sk, Log: a.Log}
+	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: rk.SigningKeys, Log: a.Log}
 	mux.Handle("/keyvaultevents", kv.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))
 	}))
 	return &router{mux: mux, validate: v}
+}
+
+func (a *App) rotateKeys(rot rotatekeys.Rotator) *rotatekeys.Function {
+	f := &rotatekeys.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, Log: a.Log}
+	if a.Config.Has(config.AuthToken) {
+		f.SigningKeys = a.SigningKeys
+	}
+	return f
+}
+
+// Timers returns the timer functions by name (rotatekeys, prefetchtokens),
+// for hosts that schedule them by other means (EventBridge Scheduler on
+// Lambda).
+func (a *App) Timers() map[string]func(context.Context, azfunc.TimerInfo) error {
+	rot := a.Rotator
+	if rot == nil {
+		rot = NewRotator(a.Settings, a.Config, a.Store, a.Keys, a.Log)
+	}
+	return map[string]func(context.Context, azfunc.TimerInfo) error{
+		"rotatekeys":     a.rotateKeys(rot).Run,
+		"prefetchtokens": (&prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}).Run,
+	}
 }
 
 // router sends the validate route, the hot path that every gateway call
