@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 	./shared/secretstore/filestore:FuzzDecodeRecord \
 	./shared/jwtauth:FuzzVerify
 
-.PHONY: build stage run admin-key test fuzz-short fuzz bench lint clean
+.PHONY: build stage lambda run admin-key test fuzz-short fuzz bench lint clean
 
 build:
 	$(GO) build ./...
@@ -49,6 +49,23 @@ stage:
 		else cp local.settings.example.json $(APP)/local.settings.json; fi
 	CGO_ENABLED=0 GOOS=$(HANDLER_GOOS) GOARCH=$(HANDLER_GOARCH) $(GO) build -trimpath -o $(APP)/handler ./cmd/handler
 	@echo "staged the function app in $(APP)"
+
+# The AWS Lambda bootstrap (cmd/lambda: one binary, MODELAUTH_LAMBDA_HANDLER
+# picks the function) for the provided.al2023 runtime on both Lambda
+# architectures, <arch>:<GOARCH>: $(LAMBDA)/<arch>/bootstrap, and the
+# deployment package $(LAMBDA)/modelauth-<arch>.zip with the bootstrap and
+# modelauth.json at its root.
+LAMBDA        ?= build/lambda
+LAMBDA_ARCHES := arm64:arm64 x86_64:amd64
+lambda:
+	@for a in $(LAMBDA_ARCHES); do arch=$${a%%:*}; goarch=$${a#*:}; \
+		mkdir -p $(LAMBDA)/$$arch || exit 1; \
+		echo "building $(LAMBDA)/$$arch/bootstrap"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch $(GO) build -tags lambda.norpc -trimpath \
+			-o $(LAMBDA)/$$arch/bootstrap ./cmd/lambda || exit 1; \
+		$(GO) run ./cmd/lambda/internal/mkzip -o $(LAMBDA)/modelauth-$$arch.zip \
+			$(LAMBDA)/$$arch/bootstrap modelauth.json || exit 1; \
+		echo "wrote $(LAMBDA)/modelauth-$$arch.zip"; done
 
 # Serve the app on http://localhost:$(PORT) with the embedded store in
 # $(DATA_DIR), and the demo scoring model on 127.0.0.1:5001.

@@ -84,6 +84,23 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
+	return newApp(ctx, s, cfg, store, log)
+}
+
+// NewAppWithStore is [NewApp] with a store the caller opened (the Lambda
+// bootstrap opens Key Vault with its own credential) instead of
+// [OpenStore]'s. The App owns store: [App.Close] closes it, and so does
+// NewAppWithStore when it fails.
+func NewAppWithStore(ctx context.Context, s config.Settings, store *secretstore.Store, log *slog.Logger) (*App, error) {
+	cfg, err := config.Load(s.ConfigPath)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return newApp(ctx, s, cfg, store, log)
+}
+
+func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *secretstore.Store, log *slog.Logger) (*App, error) {
 	var keyServices []string
 	for _, svc := range cfg.Services {
 		if svc.AuthMode == config.AuthKey {
