@@ -261,18 +261,40 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// flagError turns the flag package's errors into usage errors. They name
-// the flag and, for a bad value, the value: no flag taking a secret can
-// have a bad value (they are strings).
+// flagNameRE is what a flag name looks like; anything else in a flag's
+// place may be a key or token typed there, and is not repeated.
+var flagNameRE = regexp.MustCompile(`^-{1,2}[a-z][a-z-]{0,20}$`)
+
+// flagError turns the flag package's errors into usage errors. They never
+// repeat a value: a secret may stand where a flag was expected (a key can
+// begin with '-').
 func flagError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
 	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-		msg = "unknown flag " + f
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: "):
+		f := strings.TrimPrefix(msg, "flag provided but not defined: ")
+		if flagNameRE.MatchString(f) {
+			return usagef("unknown flag %s", f)
+		}
+		return usagef("an argument that begins with '-' is not a known flag (not repeated: it may be a secret; put -- before it)")
+	case strings.HasPrefix(msg, "invalid value") || strings.HasPrefix(msg, "invalid boolean value"):
+		if _, f, ok := strings.Cut(msg, " for flag "); ok {
+			name, _, _ := strings.Cut(f, ":")
+			return usagef("invalid value for flag %s", name)
+		}
+		return usagef("invalid flag value")
+	case strings.HasPrefix(msg, "flag needs an argument: "):
+		if f := strings.TrimPrefix(msg, "flag needs an argument: "); flagNameRE.MatchString(f) {
+			return usagef("flag needs an argument: %s", f)
+		}
+		return usagef("a flag needs an argument")
+	case strings.HasPrefix(msg, "bad flag syntax"):
+		return usagef("bad flag syntax (not repeated: it may be a secret)")
 	}
-	return usagef("%s", msg)
+	return usagef("bad flags")
 }
 
 // describe returns the one-line message for a failed call and its exit

@@ -113,3 +113,20 @@ func TestRunCredentialAndURL(t *testing.T) {
 		})
 	}
 }
+
+// TestFlagErrorsNeverRepeatASecret: a key that begins with '-' typed where
+// a flag was expected is not written to stderr.
+func TestFlagErrorsNeverRepeatASecret(t *testing.T) {
+	secret := "-Xk3SECRETSECRETSECRETSECRETSECRETSECRET"
+	for _, args := range [][]string{
+		{"validate", "iris", secret},
+		{"validate", "iris", "--credential=x", "-" + secret},
+		{"--timeout=" + secret, "keys", "get", "iris"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, func(string) string { return "" }, &out, &errb)
+		if code != 2 || strings.Contains(errb.String(), "SECRET") || strings.Contains(out.String(), "SECRET") {
+			t.Errorf("run(%q) = %d, stderr %q; want exit 2 without the value", args, code, errb.String())
+		}
+	}
+}

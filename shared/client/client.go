@@ -173,7 +173,11 @@ func (c *Client) GetToken(ctx context.Context, service string) (*Token, error) {
 	if w.AccessToken == "" || w.ExpiryOn == 0 {
 		return nil, fmt.Errorf("%w: a token answer without accessToken or expiryOn", ErrBadResponse)
 	}
-	return &Token{AccessToken: w.AccessToken, TokenType: w.TokenType, ExpiresOn: time.Unix(w.ExpiryOn, 0), RefreshAfter: time.Unix(w.RefreshAfter, 0)}, nil
+	tok := &Token{AccessToken: w.AccessToken, TokenType: w.TokenType, ExpiresOn: time.Unix(w.ExpiryOn, 0)}
+	if w.RefreshAfter > 0 { // absent: the zero time, which token sources read as "none"
+		tok.RefreshAfter = time.Unix(w.RefreshAfter, 0)
+	}
+	return tok, nil
 }
 
 // Validate checks cred (a key or a token) for service, as a gateway would,

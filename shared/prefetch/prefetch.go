@@ -139,16 +139,23 @@ func (p *Prefetcher) Run(ctx context.Context) ([]Result, error) {
 }
 
 // Jitter returns how much earlier than the lead the named consumer comes
-// due: a fixed fraction of half the lead, from a hash of the name, so that
-// consumers spread over the runs and each always gets the same.
-func Jitter(name string, lead time.Duration) time.Duration {
+// due: a fixed part of span from a hash of the name, so that consumers
+// spread over the runs and each always gets the same. Give a span of
+// several timer periods for the spread to cross runs.
+func Jitter(name string, span time.Duration) time.Duration {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	half := int64(lead / 2)
-	if half <= 0 {
+	if span <= 0 {
 		return 0
 	}
-	return time.Duration(h.Sum64() % uint64(half))
+	return time.Duration(h.Sum64() % uint64(span))
+}
+
+// jitterSpan is the range of the consumers' jitter: half the lead, but at
+// least four timer periods, so that consumers written on one run come due
+// on different runs.
+func (p *Prefetcher) jitterSpan() time.Duration {
+	return max(p.opts.Lead/2, 4*p.opts.Period)
 }
 
 // Due reports whether a stored token (nil when there is none) must be
@@ -169,7 +176,7 @@ func (p *Prefetcher) RunOne(ctx context.Context, c Consumer) (Result, error) {
 		p.opts.Logger.Error("prefetch_failed", "consumer", c.Name, "stage", "read", "error", err.Error())
 		return Result{}, fmt.Errorf("%w: %s: reading the stored token: %w", ErrFailed, c.Name, err)
 	}
-	if !Due(stored, now, p.opts.Lead, Jitter(c.Name, p.opts.Lead)) {
+	if !Due(stored, now, p.opts.Lead, Jitter(c.Name, p.jitterSpan())) {
 		return Result{Consumer: c.Name, Outcome: Fresh, ExpiresOn: stored.ExpiresOn, RefreshAfter: stored.RefreshAfter}, nil
 	}
 	tok, err := p.fetch(ctx, c)
@@ -196,7 +203,7 @@ func (p *Prefetcher) fetch(ctx context.Context, c Consumer) (*client.Token, erro
 	switch {
 	case !tok.Valid(now):
 		return nil, errors.New("the source answered an expired token")
-	case tok.RefreshAfter.IsZero() || tok.RefreshAfter.After(tok.ExpiresOn):
+	case tok.RefreshAfter.Unix() <= 0 || tok.RefreshAfter.After(tok.ExpiresOn):
 		tok.RefreshAfter = now.Add(tok.ExpiresOn.Sub(now) / 2)
 	}
 	return tok, nil
@@ -220,9 +227,9 @@ func (p *Prefetcher) failed(c Consumer, stored *client.Token, now time.Time, err
 // read returns the stored token, or nil when there is none usable.
 func (p *Prefetcher) read(ctx context.Context, name string) (*client.Token, error) {
 	sec, err := p.store.GetSecret(ctx, client.TokenSecret(name), "")
-	switch secretstore.Code(err) {
-	case secretstore.Unknown:
-	case secretstore.NotFound, secretstore.Disabled:
+	switch code := secretstore.Code(err); {
+	case err == nil:
+	case code == secretstore.NotFound || code == secretstore.Disabled:
 		return nil, nil
 	default:
 		return nil, err

@@ -111,7 +111,7 @@ func TestDueAtTheLeadBeforeRefreshAfter(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.p.Run(ctx)
-	jitter := prefetch.Jitter("batch", lead)
+	jitter := prefetch.Jitter("batch", 4*period)
 	dueIn := 30*time.Minute - lead - jitter
 	e.clk.Advance(dueIn - time.Second)
 	if res, _ := e.p.Run(ctx); res[0].Outcome != prefetch.Fresh || e.iss.calls.Load() != 1 {
@@ -148,20 +148,21 @@ func TestDue(t *testing.T) {
 }
 
 func TestJitterSpreadsConsumers(t *testing.T) {
-	seen := map[time.Duration]bool{}
+	span := 4 * period // what a Prefetcher with these options uses
+	ticks := map[time.Duration]bool{}
 	for i := range 100 {
 		name := fmt.Sprint("consumer-", i)
-		j := prefetch.Jitter(name, lead)
-		if j < 0 || j >= lead/2 {
-			t.Fatalf("Jitter(%s) = %v; want within [0, %v)", name, j, lead/2)
+		j := prefetch.Jitter(name, span)
+		if j < 0 || j >= span {
+			t.Fatalf("Jitter(%s) = %v; want within [0, %v)", name, j, span)
 		}
-		if j != prefetch.Jitter(name, lead) {
+		if j != prefetch.Jitter(name, span) {
 			t.Fatal("Jitter is not stable")
 		}
-		seen[j/time.Minute] = true
+		ticks[j/period] = true // the run it moves the consumer ahead by
 	}
-	if len(seen) < 5 {
-		t.Fatalf("100 consumers' jitter falls in %d distinct minutes; want a spread", len(seen))
+	if len(ticks) < 4 {
+		t.Fatalf("100 consumers written on one run come due on %d distinct runs; want 4", len(ticks))
 	}
 }
 
@@ -250,7 +251,7 @@ func TestConsumerThroughAnOutage(t *testing.T) {
 	e.p.Run(ctx)
 	first := e.stored(t)
 	refreshAfter, _ := strconv.ParseInt(first.Tags[client.TagRefreshAfter], 10, 64)
-	downFrom, downUntil := time.Unix(refreshAfter, 0).Add(-lead-prefetch.Jitter("batch", lead)), first.Expires.Add(-time.Minute)
+	downFrom, downUntil := time.Unix(refreshAfter, 0).Add(-lead-prefetch.Jitter("batch", 4*period)), first.Expires.Add(-time.Minute)
 	var minLeft time.Duration = time.Hour
 	start := e.clk.Now()
 	var failures int
@@ -314,5 +315,28 @@ func TestRunsConsumersConcurrently(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil || most != 3 {
 		t.Fatalf("Run = %v, at most %d fetches at once; want 3", err, most)
+	}
+}
+
+// TestRemoteWithoutRefreshAfter: an answer without refreshAfter gets one at
+// half the token's life, and the consumer can read what was stored.
+func TestRemoteWithoutRefreshAfter(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"accessToken": "eyJ.remote.sig", "tokenType": "Bearer", "expiryOn": e.clk.Now().Unix() + 3600})
+	}))
+	defer srv.Close()
+	c := &client.Client{BaseURL: srv.URL + "/api", Credential: client.Static("k")}
+	p := prefetch.New(e.store, []prefetch.Consumer{{Name: "batch", Service: "iris", Source: c.TokenSource("iris")}},
+		&prefetch.Options{Lead: lead, Now: e.clk.Now})
+	if _, err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client.StoredToken(e.stored(t))
+	if err != nil || !tok.RefreshAfter.Equal(e.clk.Now().Add(30*time.Minute)) {
+		t.Fatalf("stored token %+v, %v; want refreshAfter at half its life", tok, err)
+	}
+	if res, _ := p.Run(context.Background()); res[0].Outcome != prefetch.Fresh {
+		t.Fatalf("second run = %+v; want fresh", res)
 	}
 }
