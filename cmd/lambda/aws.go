@@ -159,32 +159,19 @@ func clientSecret(ctx context.Context, getenv func(string) string, name string) 
 	return *p.Value, nil
 }
 
-// entraHosts are the Microsoft Entra authority hosts of the public and
-// sovereign clouds, which MSAL validates itself (as in
-// azurekeyvault.NewCredential).
-var entraHosts = []string{
-	"login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
-	"login.microsoftonline.us", "login.usgovcloudapi.net", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn",
-}
-
 // newCredential returns the client-secret credential of the application
 // clientID in tenantID. authorityHost is AZURE_AUTHORITY_HOST (empty: the
 // public cloud's); for a host other than Entra's own, instance discovery is
 // switched off, as azidentity documents for such clouds.
 func newCredential(tenantID, clientID, secret, authorityHost string) (azcore.TokenCredential, error) {
 	opts := &azidentity.ClientSecretCredentialOptions{}
+	noDiscovery, err := azurekeyvault.NoInstanceDiscovery(authorityHost)
+	if err != nil {
+		return nil, err
+	}
 	if authorityHost != "" {
-		u, err := url.Parse(authorityHost)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("AZURE_AUTHORITY_HOST %q is not an https URL", authorityHost)
-		}
 		opts.ClientOptions.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: authorityHost}
-		opts.DisableInstanceDiscovery = true
-		for _, h := range entraHosts {
-			if strings.EqualFold(u.Hostname(), h) {
-				opts.DisableInstanceDiscovery = false
-			}
-		}
+		opts.DisableInstanceDiscovery = noDiscovery
 	}
 	cred, err := azidentity.NewClientSecretCredential(tenantID, clientID, secret, opts)
 	if err != nil {

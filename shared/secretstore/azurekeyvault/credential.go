@@ -25,18 +25,30 @@ var entraHosts = []string{
 // azidentity documents for such clouds.
 func NewCredential(authorityHost string) (azcore.TokenCredential, error) {
 	opts := &azidentity.DefaultAzureCredentialOptions{}
-	if authorityHost != "" {
-		u, err := url.Parse(authorityHost)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("azurekeyvault: AZURE_AUTHORITY_HOST %q is not an https URL", authorityHost)
-		}
-		opts.DisableInstanceDiscovery = !isEntraHost(u.Hostname())
+	var err error
+	if opts.DisableInstanceDiscovery, err = NoInstanceDiscovery(authorityHost); err != nil {
+		return nil, err
 	}
 	cred, err := azidentity.NewDefaultAzureCredential(opts)
 	if err != nil {
 		return nil, fmt.Errorf("azurekeyvault: credentials: %w", err)
 	}
 	return cred, nil
+}
+
+// NoInstanceDiscovery reports whether a credential for authorityHost
+// (AZURE_AUTHORITY_HOST; "" is the public cloud) must switch instance
+// discovery off: for any host but Entra's own, as azidentity documents for
+// private clouds. It fails for a value that is not an https URL.
+func NoInstanceDiscovery(authorityHost string) (bool, error) {
+	if authorityHost == "" {
+		return false, nil
+	}
+	u, err := url.Parse(authorityHost)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return false, fmt.Errorf("azurekeyvault: AZURE_AUTHORITY_HOST %q is not an https URL", authorityHost)
+	}
+	return !isEntraHost(u.Hostname()), nil
 }
 
 func isEntraHost(host string) bool {
