@@ -26,6 +26,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/modelauth/modelauth/shared/jwterrors"
 	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
@@ -212,9 +213,9 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 	case keyErr != nil:
 		return Claims{}, keyErr
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, quiet(err))
+		return Claims{}, fmt.Errorf("%w: %w", ErrMalformed, jwterrors.Quiet(err))
 	case err != nil:
-		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, quiet(err))
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwterrors.Quiet(err))
 	}
 	if len(claims.Audience) != 1 || claims.Audience[0] != service {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenInvalidAudience)
@@ -226,32 +227,4 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 		return Claims{}, fmt.Errorf("%w: %w: lives longer than %v", ErrInvalid, jwt.ErrTokenInvalidClaims, m)
 	}
 	return Claims{Service: service, Subject: claims.Subject, JTI: claims.ID, Kid: kid, Expiry: claims.ExpiresAt.Time}, nil
-}
-
-// quietError keeps golang-jwt's sentinels for errors.Is but none of its
-// text, which can quote the token's header (an attacker's choice of up to
-// MaxTokenBytes) into the logs.
-type quietError struct {
-	msg string
-	err error
-}
-
-func (e *quietError) Error() string { return e.msg }
-func (e *quietError) Unwrap() error { return e.err }
-
-// quietSentinels are golang-jwt's errors, named in order of precedence.
-var quietSentinels = []error{
-	jwt.ErrTokenMalformed, jwt.ErrTokenUnverifiable, jwt.ErrTokenSignatureInvalid,
-	jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenUsedBeforeIssued,
-	jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience, jwt.ErrTokenRequiredClaimMissing,
-	jwt.ErrTokenInvalidClaims, jwt.ErrInvalidKeyType,
-}
-
-func quiet(err error) error {
-	for _, s := range quietSentinels {
-		if errors.Is(err, s) {
-			return &quietError{msg: s.Error(), err: err}
-		}
-	}
-	return &quietError{msg: "token refused", err: err}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/modelauth/modelauth/shared/jwterrors"
 )
 
 var (
@@ -269,9 +271,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	case kfErr != nil:
 		return nil, kfErr
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, quiet(err))
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, jwterrors.Quiet(err))
 	default:
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, quiet(err))
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, jwterrors.Quiet(err))
 	}
 	out := &Claims{
 		Issuer:   c.Issuer,
@@ -339,44 +341,6 @@ func (k verifyKey) suits(alg string) bool {
 		return ok && alg == "ES256"
 	}
 	return false
-}
-
-// quietError keeps the error chain of a jwt error for errors.Is while
-// giving it fixed text: jwt's messages can quote values from the token.
-type quietError struct {
-	msg string
-	err error
-}
-
-func (e *quietError) Error() string { return e.msg }
-func (e *quietError) Unwrap() error { return e.err }
-
-// jwtCauses are the jwt sentinels whose text quiet uses, most specific first.
-var jwtCauses = []error{
-	jwt.ErrTokenExpired,
-	jwt.ErrTokenNotValidYet,
-	jwt.ErrTokenUsedBeforeIssued,
-	jwt.ErrTokenInvalidAudience,
-	jwt.ErrTokenRequiredClaimMissing,
-	jwt.ErrInvalidType,
-	jwt.ErrTokenSignatureInvalid,
-	jwt.ErrTokenMalformed,
-	jwt.ErrTokenUnverifiable,
-	jwt.ErrTokenInvalidClaims,
-}
-
-// quiet wraps err, an error of the jwt package, in a quietError.
-func quiet(err error) error {
-	var msgs []string
-	for _, c := range jwtCauses {
-		if errors.Is(err, c) {
-			msgs = append(msgs, c.Error())
-		}
-	}
-	if len(msgs) == 0 {
-		msgs = append(msgs, "token rejected")
-	}
-	return &quietError{msg: strings.Join(msgs, ": "), err: err}
 }
 
 // short quotes s, cut to 64 bytes, for error text.
