@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/cache"
+	"github.com/modelauth/modelauth/shared/jwk"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
@@ -589,28 +590,19 @@ func parseKey(value string, v Version) (*Key, error) {
 // Thumbprint returns the RFC 7638 JWK thumbprint of pub (SHA-256,
 // base64url without padding): the kid of a key.
 func Thumbprint(pub crypto.PublicKey) (string, error) {
-	b64 := base64.RawURLEncoding.EncodeToString
+	k, err := jwk.FromPublic("", "", pub)
+	if err != nil {
+		return "", fmt.Errorf("signingkey: %w", err)
+	}
 	var canon string
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		canon = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, b64(bigEndian(int64(k.E))), b64(k.N.Bytes()))
-	case *ecdsa.PublicKey:
-		ec, err := k.Bytes() // uncompressed point: 0x04 || x || y
-		if err != nil || k.Curve != elliptic.P256() {
-			return "", errors.New("signingkey: not a P-256 key")
-		}
-		canon = fmt.Sprintf(`{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64(ec[1:33]), b64(ec[33:]))
+	switch k.Kty {
+	case jwk.KtyRSA:
+		canon = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, k.E, k.N)
+	case jwk.KtyEC:
+		canon = fmt.Sprintf(`{"crv":"%s","kty":"EC","x":"%s","y":"%s"}`, k.Crv, k.X, k.Y)
 	default:
-		return "", fmt.Errorf("signingkey: unsupported key type %T", pub)
+		return "", fmt.Errorf("signingkey: unsupported key type %s", k.Kty)
 	}
 	sum := sha256.Sum256([]byte(canon))
-	return b64(sum[:]), nil
-}
-
-func bigEndian(n int64) []byte {
-	var b []byte
-	for ; n > 0; n >>= 8 {
-		b = append([]byte{byte(n)}, b...)
-	}
-	return b
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
