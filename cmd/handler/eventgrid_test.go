@@ -67,6 +67,15 @@ func TestKeyVaultEventsThroughTheWebhook(t *testing.T) {
 		return k
 	}
 	completions := func() int { return strings.Count(a.logs.String(), `"msg":"rotation_completed"`) }
+	// awaitCompletions waits for the nth rotation_completed line: the
+	// handler's output reaches a.logs through a pipe, so a line can still be
+	// on its way when the answer that follows it has arrived.
+	awaitCompletions := func(n int) int {
+		for deadline := time.Now().Add(10 * time.Second); completions() < n && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return completions()
+	}
 
 	// Not due yet, and secrets that are not ours: nothing happens.
 	deliver(kvEvent("1", nearExpiry, "svc-iris-primary", "v0"))
@@ -88,7 +97,7 @@ func TestKeyVaultEventsThroughTheWebhook(t *testing.T) {
 	deliver(ev)                                                                // a duplicate
 	deliver([]any{ev, kvEvent("8", expired, "svc-iris-secondary", "stale-v")}) // late and stale
 	k1 := keys()
-	if completions() != 1 || k1.ActiveKeyType != "Secondary" || k1.SecondaryKey == k0.SecondaryKey || k1.PrimaryKey != k0.PrimaryKey {
+	if awaitCompletions(1) != 1 || k1.ActiveKeyType != "Secondary" || k1.SecondaryKey == k0.SecondaryKey || k1.PrimaryKey != k0.PrimaryKey {
 		t.Fatalf("after due events: %d rotations, keys %+v (before %+v)", completions(), k1, k0)
 	}
 	for _, k := range []string{k0.PrimaryKey, k1.SecondaryKey} {
@@ -135,7 +144,7 @@ func TestKeyVaultEventsThroughTheWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if k := keys(); completions() != 2 || k.ActiveKeyType != "Primary" || k.SecondaryKey != k1.SecondaryKey {
+	if k := keys(); awaitCompletions(2) != 2 || k.ActiveKeyType != "Primary" || k.SecondaryKey != k1.SecondaryKey {
 		t.Fatalf("a due event in the double-encoded shape: %d rotations, keys %+v", completions(), k)
 	}
 	for _, k := range []string{k0.PrimaryKey, k1.SecondaryKey} {
