@@ -1,0 +1,70 @@
+// modelauth on Azure Functions, stage 2 of 2: Key Vault events to the keyvaultevents function.
+// Deploy it after main.bicep and the zip deploy: Event Grid validates a subscription to a function
+// when it is created, which fails until the function exists.
+//
+//   az deployment group create -g <rg> -f infra/azure/eventgrid.bicep \
+//     -p keyVaultName=<main's keyVaultName output> functionAppName=<main's functionAppName output>
+
+@description('The vault of main.bicep (its keyVaultName output).')
+param keyVaultName string
+
+@description('The function app of main.bicep (its functionAppName output).')
+param functionAppName string
+
+@description('The region of the vault: a system topic lives beside its source.')
+param location string = resourceGroup().location
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: '${keyVaultName}-events'
+  location: location
+  properties: {
+    source: vault.id
+    topicType: 'Microsoft.KeyVault.vaults'
+  }
+}
+
+// SecretNearExpiry (30 days before a version's exp) and SecretExpired, for the service keys
+// (svc-<service>-primary/-secondary) and the signing key only. The function runs the same
+// due-check as the rotatekeys timer: an event never forces a rotation by itself.
+resource keyvaultevents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: topic
+  name: 'keyvaultevents'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${app.id}/functions/keyvaultevents'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: [
+        'Microsoft.KeyVault.SecretNearExpiry'
+        'Microsoft.KeyVault.SecretExpired'
+      ]
+      advancedFilters: [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'subject'
+          values: ['svc-', 'signing-key']
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+  }
+}
+
+output systemTopicName string = topic.name

@@ -1,0 +1,203 @@
+// Package infra holds modelauth's deployment templates and reads them for
+// the tests that keep them true to the code and to README.md:
+//
+//	azure/main.bicep                      stage 1: the Flex Consumption function app, storage, Key Vault, identity, monitoring
+//	azure/eventgrid.bicep                 stage 2: Key Vault events to keyvaultevents, after the zip deploy
+//	azure/consumer-access.bicep           a consumer's read access to its own secret
+//	azure/main.parameters.example.json    parameters for main.bicep
+//	aws/template.yaml                     the AWS SAM template: Lambda functions, HTTP API, authorizer, schedules
+//
+// The Bicep compiler cannot run where the tests run, so [ParseBicep] reads
+// the parts of Bicep these templates use (params, resources, object and
+// array literals); `az bicep build` checks the files where it is
+// installed. The SAM template is parsed with goformation ([SAM]).
+package infra
+
+import (
+	"embed"
+	"fmt"
+	"maps"
+	"regexp"
+	"strings"
+
+	"github.com/awslabs/goformation/v7"
+	"github.com/awslabs/goformation/v7/cloudformation"
+	"github.com/awslabs/goformation/v7/cloudformation/global"
+	"github.com/awslabs/goformation/v7/intrinsics"
+)
+
+//go:embed azure/*.bicep azure/*.json aws/template.yaml
+var files embed.FS
+
+// File returns the text of a template, by its path under infra/.
+func File(name string) (string, error) {
+	b, err := files.ReadFile(name)
+	return string(b), err
+}
+
+// Bicep parses the Bicep file name (such as "azure/main.bicep").
+func Bicep(name string) (*BicepFile, error) {
+	src, err := File(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ParseBicep(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return f, nil
+}
+
+// AzureAppSettings returns the app settings main.bicep gives the function
+// app (the literal object of its appsettings resource), each name with
+// its Bicep expression.
+func AzureAppSettings() (map[string]string, error) {
+	f, err := Bicep("azure/main.bicep")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range f.OfType("Microsoft.Web/sites/config") {
+		if r.Body.String("name") != "'appsettings'" {
+			continue
+		}
+		props, ok := r.Body.Get("properties").(BicepObject)
+		if !ok {
+			return nil, fmt.Errorf("main.bicep: the appsettings resource's properties are not an object literal")
+		}
+		out := map[string]string{}
+		for k, v := range props {
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("main.bicep: app setting %s is not a single expression", k)
+			}
+			out[k] = s
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("main.bicep has no Microsoft.Web/sites/config resource named appsettings")
+}
+
+// SAM parses aws/template.yaml. Intrinsic functions are not resolved but
+// kept as readable text: Ref(Name), GetAtt(Name.Attr), Sub(text),
+// If([cond a b]), and so on, so that tests can check what refers to what.
+func SAM() (*cloudformation.Template, error) {
+	data, err := files.ReadFile("aws/template.yaml")
+	if err != nil {
+		return nil, err
+	}
+	keep := func(name string, input, template any) any {
+		fn := strings.TrimPrefix(name, "Fn::")
+		if fn == "Ref" {
+			// A Number parameter stands for its default, which typed
+			// properties need; every other reference stays visible.
+			if p, ok := param(template, input); ok && p["Type"] == "Number" && p["Default"] != nil {
+				return p["Default"]
+			}
+		}
+		if fn == "GetAtt" {
+			if parts, ok := input.([]any); ok {
+				var s []string
+				for _, p := range parts {
+					s = append(s, fmt.Sprint(p))
+				}
+				input = strings.Join(s, ".")
+			}
+		}
+		return fmt.Sprintf("%s(%v)", fn, input)
+	}
+	overrides := map[string]intrinsics.IntrinsicHandler{}
+	for _, fn := range []string{"Ref", "Fn::GetAtt", "Fn::Sub", "Fn::If", "Fn::Join", "Fn::Select", "Fn::Split",
+		"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::FindInMap", "Fn::Base64", "Fn::GetAZs", "Fn::ImportValue"} {
+		overrides[fn] = keep
+	}
+	return goformation.ParseYAMLWithOptions(data, &intrinsics.ProcessorOptions{IntrinsicHandlerOverrides: overrides})
+}
+
+// param returns the declaration of the template's parameter name.
+func param(template, name any) (map[string]any, bool) {
+	t, _ := template.(map[string]any)
+	params, _ := t["Parameters"].(map[string]any)
+	n, _ := name.(string)
+	p, ok := params[n].(map[string]any)
+	return p, ok
+}
+
+// LambdaEnvironment returns the environment the SAM template gives the
+// function with logical id fn: the Globals' variables with the function's
+// own on top.
+func LambdaEnvironment(t *cloudformation.Template, fn string) (map[string]string, error) {
+	f, err := t.GetServerlessFunctionWithName(fn)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	if g, ok := t.Globals["Function"].(*global.Function); ok && g.Environment != nil {
+		maps.Copy(env, g.Environment.Variables)
+	}
+	if f.Environment != nil {
+		maps.Copy(env, f.Environment.Variables)
+	}
+	return env, nil
+}
+
+// Platform is where modelauth runs, as the README's settings table names
+// it.
+type Platform string
+
+// The platforms.
+const (
+	Azure  Platform = "Azure"
+	Local  Platform = "local"
+	Lambda Platform = "Lambda"
+)
+
+var (
+	settingsHeading = "### Settings"
+	settingRow      = regexp.MustCompile("^\\| (`[A-Za-z_]+`(?:, `[A-Za-z_]+`)*) \\| [^|]* \\| ([^|]*) \\|")
+	settingName     = regexp.MustCompile("`([A-Za-z_]+)`")
+)
+
+// ReadmeSettings reads the settings table of README.md (the first table
+// after "### Settings"): each setting named in a row's first cell, with
+// the platforms of its third cell (such as "Azure, local, Lambda").
+func ReadmeSettings(readme []byte) (map[string][]Platform, error) {
+	text := string(readme)
+	i := strings.Index(text, settingsHeading)
+	if i < 0 {
+		return nil, fmt.Errorf("README.md has no %q section", settingsHeading)
+	}
+	out := map[string][]Platform{}
+	inTable := false
+	for _, line := range strings.Split(text[i:], "\n") {
+		if !strings.HasPrefix(line, "|") {
+			if inTable {
+				break
+			}
+			continue
+		}
+		inTable = true
+		m := settingRow.FindStringSubmatch(line)
+		if m == nil {
+			continue // the header and its rule
+		}
+		var platforms []Platform
+		for _, p := range strings.Split(m[2], ",") {
+			switch pl := Platform(strings.TrimSpace(p)); pl {
+			case Azure, Local, Lambda:
+				platforms = append(platforms, pl)
+			default:
+				return nil, fmt.Errorf("README.md settings row %s: unknown platform %q", m[1], p)
+			}
+		}
+		for _, n := range settingName.FindAllStringSubmatch(m[1], -1) {
+			if _, dup := out[n[1]]; dup {
+				return nil, fmt.Errorf("README.md documents %s twice", n[1])
+			}
+			out[n[1]] = platforms
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("README.md's %q table has no rows", settingsHeading)
+	}
+	return out, nil
+}
