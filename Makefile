@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 	./shared/secretstore/filestore:FuzzDecodeRecord \
 	./shared/jwtauth:FuzzVerify
 
-.PHONY: build stage lambda run admin-key test fuzz-short fuzz bench lint clean
+.PHONY: build stage lambda package run admin-key test fuzz-short fuzz bench lint clean
 
 build:
 	$(GO) build ./...
@@ -39,13 +39,16 @@ build:
 
 # A runnable function app: host.json, one folder per function with its
 # function.json, the handler binary, the service configuration and the
-# local settings.
+# local settings (but not with STAGE_LOCAL_SETTINGS=no, as `make package`
+# stages: a deployed app never reads them, and they may hold secrets).
+STAGE_LOCAL_SETTINGS := yes
 stage:
 	@rm -rf $(APP) && mkdir -p $(APP)
 	cp host.json modelauth.json $(APP)/
 	@for f in functions/*/function.json; do \
 		d=$(APP)/$$(basename $$(dirname $$f)); mkdir -p $$d && cp $$f $$d/; done
-	@if [ -f local.settings.json ]; then cp local.settings.json $(APP)/; \
+	@if [ "$(STAGE_LOCAL_SETTINGS)" = no ]; then :; \
+		elif [ -f local.settings.json ]; then cp local.settings.json $(APP)/; \
 		else cp local.settings.example.json $(APP)/local.settings.json; fi
 	CGO_ENABLED=0 GOOS=$(HANDLER_GOOS) GOARCH=$(HANDLER_GOARCH) $(GO) build -trimpath -o $(APP)/handler ./cmd/handler
 	@echo "staged the function app in $(APP)"
@@ -63,9 +66,28 @@ lambda:
 		echo "building $(LAMBDA)/$$arch/bootstrap"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch $(GO) build -tags lambda.norpc -trimpath \
 			-o $(LAMBDA)/$$arch/bootstrap ./cmd/lambda || exit 1; \
-		$(GO) run ./cmd/lambda/internal/mkzip -o $(LAMBDA)/modelauth-$$arch.zip \
+		$(GO) run ./cmd/mkzip -o $(LAMBDA)/modelauth-$$arch.zip \
 			$(LAMBDA)/$$arch/bootstrap modelauth.json || exit 1; \
 		echo "wrote $(LAMBDA)/modelauth-$$arch.zip"; done
+
+# The deployment packages, in $(PACKAGE):
+#  - modelauth-azure.zip, for Azure Functions zip deploy (Flex Consumption,
+#    Linux): `make stage` without local settings, the handler for
+#    linux/$(HANDLER_GOARCH), zipped with the app folder's tree at its root;
+#  - modelauth-lambda-<arch>.zip, `make lambda`'s zips.
+# They are built in $(PACKAGE)/.work, which is removed at the end.
+PACKAGE ?= build/package
+package:
+	@rm -rf $(PACKAGE)/.work && mkdir -p $(PACKAGE)/.work
+	@$(MAKE) --no-print-directory -s stage APP=$(PACKAGE)/.work/app STAGE_LOCAL_SETTINGS=no \
+		HANDLER_GOOS=linux HANDLER_GOARCH=$(HANDLER_GOARCH) >/dev/null
+	@$(GO) run ./cmd/mkzip -o $(PACKAGE)/modelauth-azure.zip -C $(PACKAGE)/.work/app
+	@$(MAKE) --no-print-directory -s lambda LAMBDA=$(PACKAGE)/.work/lambda >/dev/null
+	@for a in $(LAMBDA_ARCHES); do arch=$${a%%:*}; \
+		cp $(PACKAGE)/.work/lambda/modelauth-$$arch.zip $(PACKAGE)/modelauth-lambda-$$arch.zip || exit 1; done
+	@rm -rf $(PACKAGE)/.work
+	@echo "wrote $(PACKAGE)/modelauth-azure.zip (Azure Functions, linux/$(HANDLER_GOARCH))"
+	@for a in $(LAMBDA_ARCHES); do echo "wrote $(PACKAGE)/modelauth-lambda-$${a%%:*}.zip (AWS Lambda, provided.al2023)"; done
 
 # Serve the app on http://localhost:$(PORT) with the embedded store in
 # $(DATA_DIR), and the demo scoring model on 127.0.0.1:5001.
@@ -99,7 +121,7 @@ bench:
 	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 
 lint:
-	@out=$$(gofmt -l shared functions cmd); \
+	@out=$$(gofmt -l shared functions cmd infra); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 

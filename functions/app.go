@@ -435,7 +435,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	srv := NewServer(app.Handler(), log)
 	log.Info("handler_started", "address", ln.Addr().String(), "pid", os.Getpid(), "services", len(app.Config.Services),
-		"store", s.DataDir, "admin_key_secret", keyring.AdminKeySecret)
+		"store", cmp.Or(s.KeyVaultURL, s.DataDir), "admin_key_secret", keyring.AdminKeySecret)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -209,54 +209,6 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// TestSettingsDocumented checks that every app setting the code reads is in
-// local.settings.example.json (apart from those the host itself sets) and in
-// the README's settings table, and that neither lists a stale one.
-func TestSettingsDocumented(t *testing.T) {
-	hostSet := map[string]bool{"FUNCTIONS_APP_ROOT_PATH": true, "WEBSITE_HOSTNAME": true}
-	// Read by the Functions host, or by libraries (azidentity, crypto/x509).
-	hostRead := map[string]bool{"FUNCTIONS_WORKER_RUNTIME": true, "AzureWebJobsStorage": true,
-		"AZURE_TENANT_ID": true, "AZURE_CLIENT_ID": true, "AZURE_CLIENT_SECRET": true, "SSL_CERT_FILE": true}
-	data, err := os.ReadFile("../local.settings.example.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ls struct{ Values map[string]string }
-	if err := json.Unmarshal(data, &ls); err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Za-z_]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
-		documented[m[1]] = true
-	}
-	read := map[string]bool{"FUNCTIONS_CUSTOMHANDLER_PORT": true}
-	for _, n := range config.SettingNames {
-		read[n] = true
-	}
-	for n := range read {
-		if _, ok := ls.Values[n]; !ok && !hostSet[n] && n != "FUNCTIONS_CUSTOMHANDLER_PORT" {
-			t.Errorf("local.settings.example.json lacks %s", n)
-		}
-		if !documented[n] {
-			t.Errorf("the README's settings table lacks %s", n)
-		}
-	}
-	for n := range ls.Values {
-		if !read[n] && !hostRead[n] {
-			t.Errorf("local.settings.example.json lists %s, which nothing reads", n)
-		}
-	}
-	for n := range documented {
-		if !read[n] && !hostRead[n] {
-			t.Errorf("the README documents %s, which nothing reads", n)
-		}
-	}
-}
-
 // TestValidateFastPathAgreesWithMux: every path the fast path takes, the mux
 // routes to validate with the same service; the paths it leaves, the mux
 // handles.

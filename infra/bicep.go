@@ -319,7 +319,7 @@ func (p *bicepParser) expression() (string, error) {
 	return "", p.errorf("an expression that does not end")
 }
 
-// str passes over a string literal: '...' with \ escapes, or '''...'''.
+// str passes over a string literal: '...' with \ escapes, or ”'...”'.
 func (p *bicepParser) str() error {
 	if strings.HasPrefix(p.src[p.pos:], "'''") {
 		end := strings.Index(p.src[p.pos+3:], "'''")

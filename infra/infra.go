@@ -19,11 +19,13 @@ import (
 	"maps"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
 	"github.com/awslabs/goformation/v7/cloudformation/global"
 	"github.com/awslabs/goformation/v7/intrinsics"
+	"github.com/robfig/cron/v3"
 )
 
 //go:embed azure/*.bicep azure/*.json aws/template.yaml
@@ -200,4 +202,71 @@ func ReadmeSettings(readme []byte) (map[string][]Platform, error) {
 		return nil, fmt.Errorf("README.md's %q table has no rows", settingsHeading)
 	}
 	return out, nil
+}
+
+// Recorder is a getenv over a fixed environment that remembers every name
+// asked for: what the code reads, found by running it.
+type Recorder struct {
+	mu   sync.Mutex
+	env  map[string]string
+	read map[string]bool
+}
+
+// NewRecorder returns a Recorder over env.
+func NewRecorder(env map[string]string) *Recorder {
+	return &Recorder{env: env, read: map[string]bool{}}
+}
+
+// Getenv returns env's value of name and remembers that name was read.
+func (r *Recorder) Getenv(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.read[name] = true
+	return r.env[name]
+}
+
+// Read returns the names read so far.
+func (r *Recorder) Read() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.read)
+}
+
+// SchedulerCron parses an EventBridge Scheduler cron expression,
+// cron(minutes hours day-of-month month day-of-week year), into a
+// schedule of robfig/cron (which the local host and the handler use for
+// NCRONTAB), so that the two can be compared. It takes the subset that
+// NCRONTAB can also say: the year *, one of the day fields ?, and no L, W
+// or # forms.
+func SchedulerCron(expr string) (cron.Schedule, error) {
+	inner, ok := strings.CutPrefix(expr, "cron(")
+	if inner, ok = strings.CutSuffix(inner, ")"); !ok {
+		return nil, fmt.Errorf("%q is not cron(...)", expr)
+	}
+	f := strings.Fields(inner)
+	if len(f) != 6 {
+		return nil, fmt.Errorf("%q: want 6 fields, got %d", expr, len(f))
+	}
+	if f[5] != "*" {
+		return nil, fmt.Errorf("%q: a year other than * has no NCRONTAB form", expr)
+	}
+	if (f[2] == "?") == (f[4] == "?") {
+		return nil, fmt.Errorf("%q: exactly one of day-of-month and day-of-week must be ?", expr)
+	}
+	for i, field := range f[:5] {
+		if strings.ContainsAny(field, "LW#") || (i == 4 && strings.ContainsAny(field, "0123456789")) {
+			// Day-of-week numbers differ (EventBridge counts Sunday as 1).
+			return nil, fmt.Errorf("%q: field %q has no NCRONTAB form here", expr, field)
+		}
+		if field == "?" {
+			f[i] = "*"
+		}
+	}
+	return NCRONTAB(strings.Join(append([]string{"0"}, f[:5]...), " "))
+}
+
+// NCRONTAB parses a six-field NCRONTAB expression as the Functions host
+// reads %ROTATION_SCHEDULE%.
+func NCRONTAB(expr string) (cron.Schedule, error) {
+	return cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(expr)
 }

@@ -56,9 +56,9 @@ var errPlainSecret = errors.New("AZURE_CLIENT_SECRET is set: on AWS Lambda the A
 func newApp(ctx context.Context, getenv func(string) string, stdout io.Writer, kind string) (*functions.App, error) {
 	lambdaEnv := func(name string) string {
 		// The zip's root holds modelauth.json, as the function app's root
-		// does on Azure.
+		// does on Azure; Lambda names it in LAMBDA_TASK_ROOT.
 		if name == "FUNCTIONS_APP_ROOT_PATH" {
-			return cmp.Or(getenv(name), getenv("LAMBDA_TASK_ROOT"))
+			return getenv("LAMBDA_TASK_ROOT")
 		}
 		return getenv(name)
 	}

@@ -22,7 +22,8 @@
 //
 // The app settings are the Azure function app's (shared/config), read from
 // the environment; MODELAUTH_CONFIG defaults to modelauth.json in
-// LAMBDA_TASK_ROOT (the zip's root) unless FUNCTIONS_APP_ROOT_PATH is set.
+// LAMBDA_TASK_ROOT (the zip's root). MODELAUTH_DATA_DIR is not read: the
+// store is always Key Vault.
 // On Lambda the secret store must be Azure Key Vault: KEYVAULT_URL is
 // required, since the embedded file store would live on a disk that does
 // not outlast the execution environment and is not shared between

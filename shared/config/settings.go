@@ -22,7 +22,8 @@ type Settings struct {
 	// ConfigPath is MODELAUTH_CONFIG; default modelauth.json in AppRoot.
 	ConfigPath string
 	// DataDir is MODELAUTH_DATA_DIR, the embedded file store's folder;
-	// default .modelauth (relative to the working directory).
+	// default .modelauth (relative to the working directory); "" when
+	// KeyVaultURL is set.
 	DataDir string
 	// KeyVaultURL is KEYVAULT_URL; empty selects the embedded file store.
 	KeyVaultURL string
@@ -210,8 +211,15 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	str("FUNCTIONS_APP_ROOT_PATH", &s.AppRoot)
 	s.ConfigPath = filepath.Join(s.AppRoot, "modelauth.json")
 	str("MODELAUTH_CONFIG", &s.ConfigPath)
-	str("MODELAUTH_DATA_DIR", &s.DataDir)
 	str("KEYVAULT_URL", &s.KeyVaultURL)
+	if s.KeyVaultURL == "" {
+		// Only the embedded file store has a folder: with Key Vault the
+		// setting is not read at all, so no platform that always uses Key
+		// Vault (Azure as deployed, Lambda) has to carry it.
+		str("MODELAUTH_DATA_DIR", &s.DataDir)
+	} else {
+		s.DataDir = ""
+	}
 	str("AZURE_AUTHORITY_HOST", &s.AuthorityHost)
 	dur("KEY_CACHE_TTL", &s.KeyCacheTTL, time.Second, time.Hour)
 	dur("KEY_REFRESH_MIN_INTERVAL", &s.KeyRefreshMinInterval, 0, time.Minute)

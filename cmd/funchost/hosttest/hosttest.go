@@ -1,6 +1,7 @@
 // Package hosttest serves a staged copy of the function app with the local
 // host (cmd/funchost) on a free port, for end-to-end tests: what a user
-// gets from `make run`, with a test's own services and settings.
+// gets from `make run`, with a test's own services and settings. It can
+// also serve an existing app folder, such as an unpacked deployment zip.
 package hosttest
 
 import (
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +36,16 @@ type Options struct {
 	// settings as with Core Tools; KEYVAULT_URL and AZURE_* there also
 	// select the store the administrator key is read from.
 	Env []string
+	// AppDir, if set, is an existing app folder (host.json, the function
+	// folders, the handler, modelauth.json) to serve as it is instead of
+	// a copy staged with `make stage`: nothing is written into it, so
+	// Services must be empty (the folder's modelauth.json serves), and
+	// the settings above (the example's values, MODELAUTH_DATA_DIR,
+	// LOG_LEVEL=debug, then Settings) are given to the host as
+	// environment variables, as app settings are in Azure, before Env
+	// (a local.settings.json in the folder applies as with Core Tools:
+	// only to names the environment leaves empty).
+	AppDir string
 }
 
 // App is a served app.
@@ -87,25 +99,34 @@ func Build(t testing.TB, pkg string) string {
 	return bin
 }
 
-// Start stages the app with `make stage`, starts the local host on it and
-// returns once the host listens; the host is stopped when the test ends
-// (its output logged if the test failed).
+// Start stages the app with `make stage` (or takes opts.AppDir), starts
+// the local host on it and returns once the host listens; the host is
+// stopped when the test ends (its output logged if the test failed).
 func Start(t testing.TB, opts Options) *App {
 	t.Helper()
 	root := RepoRoot(t)
 	tmp := t.TempDir()
 	a := &App{AppDir: filepath.Join(tmp, "app"), DataDir: filepath.Join(tmp, "data"), Logs: &logtest.Buffer{}}
-	Run(t, root, nil, "make", "--no-print-directory", "stage", "APP="+a.AppDir,
-		"HANDLER_GOOS="+runtime.GOOS, "HANDLER_GOARCH="+runtime.GOARCH)
-	host := Build(t, "./cmd/funchost")
-	if err := os.WriteFile(filepath.Join(a.AppDir, "modelauth.json"), []byte(opts.Services), 0o600); err != nil {
-		t.Fatal(err)
+	var settingsEnv []string
+	if opts.AppDir != "" {
+		if opts.Services != "" {
+			t.Fatal("hosttest: Options.Services would be written into Options.AppDir, which is served as it is")
+		}
+		a.AppDir = opts.AppDir
+		settingsEnv = envList(settingsValues(t, root, a, opts.Settings))
+	} else {
+		Run(t, root, nil, "make", "--no-print-directory", "stage", "APP="+a.AppDir,
+			"HANDLER_GOOS="+runtime.GOOS, "HANDLER_GOARCH="+runtime.GOARCH)
+		if err := os.WriteFile(filepath.Join(a.AppDir, "modelauth.json"), []byte(opts.Services), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		writeSettings(t, a, settingsValues(t, root, a, opts.Settings))
 	}
-	writeSettings(t, root, a, opts.Settings)
+	host := Build(t, "./cmd/funchost")
 
 	pr, pw := io.Pipe()
 	cmd := exec.Command(host, "--app", a.AppDir, "--port", "0")
-	cmd.Env = append(os.Environ(), opts.Env...)
+	cmd.Env = append(append(os.Environ(), settingsEnv...), opts.Env...)
 	cmd.Stdout = io.MultiWriter(a.Logs, pw)
 	cmd.Stderr = a.Logs
 	if err := cmd.Start(); err != nil {
@@ -149,9 +170,9 @@ func Start(t testing.TB, opts Options) *App {
 	return a
 }
 
-// writeSettings writes local.settings.json: every value of the example
+// settingsValues returns the app's settings: every value of the example
 // (so that every timer's %SETTING% resolves), then this app's.
-func writeSettings(t testing.TB, root string, a *App, extra map[string]string) {
+func settingsValues(t testing.TB, root string, a *App, extra map[string]string) map[string]string {
 	t.Helper()
 	var file struct{ Values map[string]string }
 	example, err := os.ReadFile(filepath.Join(root, "local.settings.example.json"))
@@ -168,6 +189,22 @@ func writeSettings(t testing.TB, root string, a *App, extra map[string]string) {
 	for k, v := range extra {
 		values[k] = v
 	}
+	return values
+}
+
+// envList returns values as NAME=value, sorted.
+func envList(values map[string]string) []string {
+	env := make([]string, 0, len(values))
+	for k, v := range values {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
+}
+
+// writeSettings writes values as the app's local.settings.json.
+func writeSettings(t testing.TB, a *App, values map[string]string) {
+	t.Helper()
 	ls, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": values})
 	if err := os.WriteFile(filepath.Join(a.AppDir, "local.settings.json"), ls, 0o600); err != nil {
 		t.Fatal(err)
