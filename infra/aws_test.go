@@ -252,6 +252,9 @@ func TestSAMSchedules(t *testing.T) {
 		}
 	}
 	sameNames(t, "the SAM schedules", scheduled, set(slices.Collect(maps.Keys(timers))))
+	// One attempt per tick: Lambda's own retries of an asynchronous
+	// invocation would overlap the next tick.
+	wantProp(t, rs, "ScheduledFunction", map[string]any{"EventInvokeConfig.MaximumRetryAttempts": 0})
 }
 
 // statements returns the statements of a role's inline policies, as JSON.

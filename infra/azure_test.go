@@ -1,6 +1,7 @@
 package infra_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -143,7 +144,7 @@ func TestMainBicepKeyVault(t *testing.T) {
 	}
 	// Assigned on the vault only, to the app's identity.
 	wantProps(t, resource(t, f, "vaultRotator", "Microsoft.Authorization/roleAssignments"), map[string]string{
-		"scope": "vault", "properties.roleDefinitionId": "secretsRotatorRole.id",
+		"scope": "vault", "properties.roleDefinitionId": "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsRotatorRole.name)",
 		"properties.principalId": "identity.properties.principalId", "properties.principalType": "'ServicePrincipal'",
 	})
 	wantProps(t, resource(t, f, "vaultDiagnostics", "Microsoft.Insights/diagnosticSettings"), map[string]string{
@@ -192,7 +193,8 @@ func TestMainBicepMonitoring(t *testing.T) {
 		"scope": "appInsights", "properties.principalId": "identity.properties.principalId",
 	})
 	alert := resource(t, f, "rotationFailedAlert", "Microsoft.Insights/scheduledQueryRules")
-	wantProps(t, alert, map[string]string{"properties.scopes": "[workspace.id]", "properties.enabled": "true"})
+	wantProps(t, alert, map[string]string{"properties.scopes": "[workspace.id]", "properties.enabled": "true",
+		"properties.autoMitigate": "true", "properties.skipQueryValidation": "true"})
 	crit, _ := alert.Body.Get("properties.criteria.allOf").([]any)
 	if len(crit) != 1 {
 		t.Fatalf("the alert has %d criteria; want 1", len(crit))
@@ -345,4 +347,30 @@ func walkFiles(dir string, fn func(path string) error) error {
 		}
 		return fn(path)
 	})
+}
+
+// TestHostJSONKeepsTraces: Application Insights sampling never drops a
+// trace, since the rotation alert counts the handler's log lines.
+func TestHostJSONKeepsTraces(t *testing.T) {
+	data, err := os.ReadFile("../host.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Logging struct {
+			ApplicationInsights struct {
+				SamplingSettings struct {
+					IsEnabled     bool
+					ExcludedTypes string
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		t.Fatal(err)
+	}
+	s := h.Logging.ApplicationInsights.SamplingSettings
+	if s.IsEnabled && !slices.Contains(strings.Split(s.ExcludedTypes, ";"), "Trace") {
+		t.Errorf("host.json samples traces (excludedTypes %q): a rotation_failed line could be dropped before the alert sees it", s.ExcludedTypes)
+	}
 }

@@ -11,9 +11,6 @@ param keyVaultName string
 @description('The function app of main.bicep (its functionAppName output).')
 param functionAppName string
 
-@description('The region of the vault: a system topic lives beside its source.')
-param location string = resourceGroup().location
-
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
@@ -24,7 +21,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' existing = {
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: '${keyVaultName}-events'
-  location: location
+  // A system topic lives in its source's region.
+  location: vault.location
   properties: {
     source: vault.id
     topicType: 'Microsoft.KeyVault.vaults'

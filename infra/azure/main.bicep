@@ -16,7 +16,7 @@ param name string = 'modelauth'
 param location string = resourceGroup().location
 
 @description('The most instances Flex Consumption may scale out to.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -167,7 +167,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 resource secretsRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'modelauth-secrets-rotator')
   properties: {
-    roleName: 'modelauth secrets rotator (${resourceGroup().name})'
+    // Role names are unique in the whole tenant.
+    roleName: 'modelauth secrets rotator (${subscription().subscriptionId}/${resourceGroup().name})'
     description: 'Read, write, list versions of and update Key Vault secrets; no delete or purge.'
     type: 'CustomRole'
     assignableScopes: [resourceGroup().id]
@@ -191,7 +192,7 @@ resource vaultRotator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vault.id, identity.id, secretsRotatorRole.id)
   scope: vault
   properties: {
-    roleDefinitionId: secretsRotatorRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsRotatorRole.name)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -267,12 +268,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: app
   name: 'ftp'
+  // Not in the type's schema (a Bicep warning), but deployments have failed without it.
+  location: location
   properties: { allow: false }
 }
 
 resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: app
   name: 'scm'
+  location: location
   properties: { allow: false }
 }
 
@@ -347,7 +351,10 @@ resource rotationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-
     scopes: [workspace.id]
     evaluationFrequency: 'PT5M'
     windowSize: 'PT15M'
-    autoMitigate: false
+    // Stateful: one notification per failure, though a line stays in three windows.
+    autoMitigate: true
+    // AppTraces exists only once the app has logged.
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -369,6 +376,7 @@ AppTraces
       actionGroups: empty(alertEmails) ? [] : [alertGroup.id]
     }
   }
+  dependsOn: [appInsights]
 }
 
 output functionAppName string = app.name
