@@ -190,7 +190,7 @@ func TestSAMRoutes(t *testing.T) {
 			t.Errorf("route %s (%s) authorization %v; want %s", name, key, got, wantAuth)
 		}
 	}
-	sameNames(t, "the HTTP API's functions", reached, set(slices.Collect(maps.Keys(http))))
+	sameNames(t, "the HTTP API's functions", reached, infra.NameSet(slices.Collect(maps.Keys(http))))
 }
 
 // TestSAMSchedules: each timer function of functions/ has one EventBridge
@@ -251,7 +251,7 @@ func TestSAMSchedules(t *testing.T) {
 			at = g
 		}
 	}
-	sameNames(t, "the SAM schedules", scheduled, set(slices.Collect(maps.Keys(timers))))
+	sameNames(t, "the SAM schedules", scheduled, infra.NameSet(slices.Collect(maps.Keys(timers))))
 	// One attempt per tick: Lambda's own retries of an asynchronous
 	// invocation would overlap the next tick.
 	wantProp(t, rs, "ScheduledFunction", map[string]any{"EventInvokeConfig.MaximumRetryAttempts": 0})
@@ -321,7 +321,7 @@ func TestSAMLeastPrivilege(t *testing.T) {
 		t.Errorf("SchedulerRole is assumed by %s; want scheduler.amazonaws.com for this account only", p)
 	}
 	roles["SchedulerRole"] = true
-	sameNames(t, "the template's roles", set(ofType(rs, "AWS::IAM::Role")), roles)
+	sameNames(t, "the template's roles", infra.NameSet(ofType(rs, "AWS::IAM::Role")), roles)
 	for _, role := range ofType(rs, "AWS::IAM::Role") {
 		for _, st := range statements(t, rs[role]) {
 			if strings.Contains(st, `"*"`) || strings.Contains(st, `:*"`) && !strings.Contains(st, "LogGroup") {

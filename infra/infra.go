@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -159,16 +160,60 @@ var (
 	settingName     = regexp.MustCompile("`([A-Za-z_]+)`")
 )
 
+// Settings is README.md's settings table: each setting with the
+// platforms that read it.
+type Settings map[string][]Platform
+
+// For returns the settings documented for platform p.
+func (s Settings) For(p Platform) map[string]bool {
+	out := map[string]bool{}
+	for n, ps := range s {
+		if slices.Contains(ps, p) {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// NameSet returns the names of the lists as a set.
+func NameSet(lists ...[]string) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range lists {
+		for _, n := range l {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// Compare returns, sorted, the names want has and got lacks, and those
+// got has and want lacks.
+func Compare(got, want map[string]bool) (missing, extra []string) {
+	for n := range want {
+		if !got[n] {
+			missing = append(missing, n)
+		}
+	}
+	for n := range got {
+		if !want[n] {
+			extra = append(extra, n)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
+	return missing, extra
+}
+
 // ReadmeSettings reads the settings table of README.md (the first table
 // after "### Settings"): each setting named in a row's first cell, with
 // the platforms of its third cell (such as "Azure, local, Lambda").
-func ReadmeSettings(readme []byte) (map[string][]Platform, error) {
+func ReadmeSettings(readme []byte) (Settings, error) {
 	text := string(readme)
 	i := strings.Index(text, settingsHeading)
 	if i < 0 {
 		return nil, fmt.Errorf("README.md has no %q section", settingsHeading)
 	}
-	out := map[string][]Platform{}
+	out := Settings{}
 	inTable := false
 	for _, line := range strings.Split(text[i:], "\n") {
 		if !strings.HasPrefix(line, "|") {

@@ -40,7 +40,7 @@ var (
 	}
 )
 
-func readme(t *testing.T) map[string][]infra.Platform {
+func readme(t *testing.T) infra.Settings {
 	t.Helper()
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -51,17 +51,6 @@ func readme(t *testing.T) map[string][]infra.Platform {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// documentedFor returns the settings the README says platform p reads.
-func documentedFor(doc map[string][]infra.Platform, p infra.Platform) map[string]bool {
-	out := map[string]bool{}
-	for n, ps := range doc {
-		if slices.Contains(ps, p) {
-			out[n] = true
-		}
-	}
-	return out
 }
 
 // codeRead runs what the handler runs at start over env and returns the
@@ -78,16 +67,6 @@ func codeRead(t *testing.T, env map[string]string) map[string]bool {
 	return rec.Read()
 }
 
-func set(names ...[]string) map[string]bool {
-	out := map[string]bool{}
-	for _, ns := range names {
-		for _, n := range ns {
-			out[n] = true
-		}
-	}
-	return out
-}
-
 func union(a, b map[string]bool) map[string]bool {
 	out := maps.Clone(a)
 	maps.Copy(out, b)
@@ -97,15 +76,12 @@ func union(a, b map[string]bool) map[string]bool {
 // sameNames reports the difference of got (what a file holds) and want.
 func sameNames(t *testing.T, what string, got, want map[string]bool) {
 	t.Helper()
-	for _, n := range slices.Sorted(maps.Keys(want)) {
-		if !got[n] {
-			t.Errorf("%s lacks %s", what, n)
-		}
+	missing, extra := infra.Compare(got, want)
+	for _, n := range missing {
+		t.Errorf("%s lacks %s", what, n)
 	}
-	for _, n := range slices.Sorted(maps.Keys(got)) {
-		if !want[n] {
-			t.Errorf("%s holds %s, which nothing reads there", what, n)
-		}
+	for _, n := range extra {
+		t.Errorf("%s holds %s, which nothing reads there", what, n)
 	}
 }
 
@@ -159,14 +135,14 @@ func TestAzureSettings(t *testing.T) {
 	if read["MODELAUTH_DATA_DIR"] {
 		t.Error("with Key Vault the handler still reads MODELAUTH_DATA_DIR")
 	}
-	got := set(slices.Collect(maps.Keys(bicepSettings)))
-	want := union(read, set(azureLibraryRead))
+	got := infra.NameSet(slices.Collect(maps.Keys(bicepSettings)))
+	want := union(read, infra.NameSet(azureLibraryRead))
 	for _, n := range append(hostSet, azureOnly) {
 		delete(want, n)
 	}
 	sameNames(t, "main.bicep's app settings", got, want)
 
-	sameNames(t, "the README's settings for Azure", documentedFor(readme(t), infra.Azure), union(read, set(azureLibraryRead)))
+	sameNames(t, "the README's settings for Azure", readme(t).For(infra.Azure), union(read, infra.NameSet(azureLibraryRead)))
 
 	// Flex Consumption takes the runtime from functionAppConfig and
 	// refuses these; the host's storage is reached with the identity.
@@ -208,12 +184,12 @@ func TestLocalSettings(t *testing.T) {
 	if !read["MODELAUTH_DATA_DIR"] {
 		t.Error("with the embedded store the handler does not read MODELAUTH_DATA_DIR")
 	}
-	want := union(read, set(localLibraryRead))
+	want := union(read, infra.NameSet(localLibraryRead))
 	for _, n := range hostSet {
 		delete(want, n)
 	}
-	sameNames(t, "local.settings.example.json", set(slices.Collect(maps.Keys(ls.Values))), want)
-	sameNames(t, "the README's settings for local", documentedFor(readme(t), infra.Local), union(read, set(localLibraryRead)))
+	sameNames(t, "local.settings.example.json", infra.NameSet(slices.Collect(maps.Keys(ls.Values))), want)
+	sameNames(t, "the README's settings for local", readme(t).For(infra.Local), union(read, infra.NameSet(localLibraryRead)))
 }
 
 // functionJSON is a function folder's function.json.
@@ -303,7 +279,7 @@ func TestAzureTriggersWired(t *testing.T) {
 		}
 		subscribed[fn] = true
 	}
-	sameNames(t, "eventgrid.bicep's subscriptions", subscribed, set(slices.Collect(maps.Keys(byTrigger["eventGridTrigger"]))))
+	sameNames(t, "eventgrid.bicep's subscriptions", subscribed, infra.NameSet(slices.Collect(maps.Keys(byTrigger["eventGridTrigger"]))))
 }
 
 // TestParametersExample: the example parameters file names only main.bicep

@@ -131,16 +131,6 @@ func splitTop(s string) []string {
 	return append(out, s[start:])
 }
 
-func nameSet(names ...[]string) map[string]bool {
-	out := map[string]bool{}
-	for _, ns := range names {
-		for _, n := range ns {
-			out[n] = true
-		}
-	}
-	return out
-}
-
 // documentedForLambda returns the settings README.md's table gives the
 // Lambda platform.
 func documentedForLambda(t *testing.T) map[string]bool {
@@ -153,13 +143,7 @@ func documentedForLambda(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]bool{}
-	for n, ps := range doc {
-		if slices.Contains(ps, infra.Lambda) {
-			out[n] = true
-		}
-	}
-	return out
+	return doc.For(infra.Lambda)
 }
 
 // TestLambdaSettings: for each function of the SAM template, the real cold
@@ -226,7 +210,7 @@ func TestLambdaSettings(t *testing.T) {
 		"AZURE_AUTHORITY_HOST": f.kv.AuthorityHost,
 	}
 
-	exempt := nameSet(lambdaSet, notInTemplate)
+	exempt := infra.NameSet(lambdaSet, notInTemplate)
 	readAll := map[string]bool{}
 	started := 0
 	for _, fn := range slices.Sorted(maps.Keys(samFunctions)) {
@@ -290,16 +274,12 @@ func TestLambdaSettings(t *testing.T) {
 		return
 	}
 
-	doc := documentedForLambda(t)
-	for _, n := range slices.Sorted(maps.Keys(readAll)) {
-		if !doc[n] {
-			t.Errorf("the Lambda functions read %s, which README.md's settings table does not document for Lambda", n)
-		}
+	missing, extra := infra.Compare(documentedForLambda(t), readAll)
+	for _, n := range missing {
+		t.Errorf("the Lambda functions read %s, which README.md's settings table does not document for Lambda", n)
 	}
-	for _, n := range slices.Sorted(maps.Keys(doc)) {
-		if !readAll[n] {
-			t.Errorf("README.md's settings table documents %s for Lambda, which no Lambda function reads", n)
-		}
+	for _, n := range extra {
+		t.Errorf("README.md's settings table documents %s for Lambda, which no Lambda function reads", n)
 	}
 }
 
