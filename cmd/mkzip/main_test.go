@@ -89,6 +89,14 @@ func TestWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The tree, whether named directly or through a link.
+	tree := []zipEntry{
+		{"a/deep/er/x.sh", 0o755, "#!/bin/sh\n"},
+		{"b.json", 0o644, `{}`},
+		{"b/function.json", 0o644, `{"bindings":[]}`},
+		{"handler", 0o755, "\x7fELF-handler"},
+		{"host.json", 0o644, `{"version":"2.0"}`},
+	}
 	tests := []struct {
 		name  string
 		dir   string
@@ -101,23 +109,11 @@ func TestWrite(t *testing.T) {
 	}, {
 		name: "tree",
 		dir:  app,
-		want: []zipEntry{
-			{"a/deep/er/x.sh", 0o755, "#!/bin/sh\n"},
-			{"b.json", 0o644, `{}`},
-			{"b/function.json", 0o644, `{"bindings":[]}`},
-			{"handler", 0o755, "\x7fELF-handler"},
-			{"host.json", 0o644, `{"version":"2.0"}`},
-		},
+		want: tree,
 	}, {
 		name: "tree through a link",
 		dir:  appLink,
-		want: []zipEntry{
-			{"a/deep/er/x.sh", 0o755, "#!/bin/sh\n"},
-			{"b.json", 0o644, `{}`},
-			{"b/function.json", 0o644, `{"bindings":[]}`},
-			{"handler", 0o755, "\x7fELF-handler"},
-			{"host.json", 0o644, `{"version":"2.0"}`},
-		},
+		want: tree,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
