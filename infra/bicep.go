@@ -84,6 +84,7 @@ func (o BicepObject) String(path string) string {
 
 var (
 	paramLine    = regexp.MustCompile(`^param\s+(\w+)\s+(\w+)(?:\s*=\s*(.+))?$`)
+	plainName    = regexp.MustCompile(`^[\w.-]+$`)
 	resourceLine = regexp.MustCompile(`^resource\s+(\w+)\s+'([^'@]+)@([^']+)'\s+(existing\s+)?=\s+(?:if\s*\((.*)\)\s*)?\{$`)
 )
 
@@ -218,7 +219,7 @@ func (p *bicepParser) key() (string, error) {
 			return "", err
 		}
 		k := p.src[start:p.pos]
-		if inner := k[1 : len(k)-1]; regexp.MustCompile(`^[\w.-]+$`).MatchString(inner) {
+		if inner := k[1 : len(k)-1]; plainName.MatchString(inner) {
 			return inner, nil
 		}
 		return k, nil
