@@ -303,6 +303,12 @@ func (p *bicepParser) expression() (string, error) {
 			}
 			continue
 		case strings.HasPrefix(p.src[p.pos:], "//"):
+			if depth == 0 {
+				// A trailing comment ends the expression.
+				expr := strings.TrimSpace(p.src[start:p.pos])
+				p.skip(false)
+				return expr, nil
+			}
 			p.skip(false)
 			continue
 		case c == '(' || c == '[' || c == '{':
