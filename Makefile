@@ -25,7 +25,8 @@ FUZZ_TARGETS := \
 	./shared/azfunc:FuzzTime \
 	./shared/secretstore/filestore:FuzzValueRoundTrip:1000x \
 	./shared/secretstore/filestore:FuzzDecodeRecord \
-	./shared/jwtauth:FuzzVerify
+	./shared/jwtauth:FuzzVerify \
+	./infra:FuzzParseBicep
 
 .PHONY: build stage lambda package run admin-key test fuzz-short fuzz bench lint clean
 

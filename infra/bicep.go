@@ -240,6 +240,9 @@ func isIdent(c byte) bool {
 // value reads an object, an array, or an expression up to the end of its
 // line (or the , or closing bracket that ends it).
 func (p *bicepParser) value() (any, error) {
+	if p.pos >= len(p.src) {
+		return nil, p.errorf("a value is missing at the end")
+	}
 	switch {
 	case p.src[p.pos] == '{':
 		return p.object()
@@ -315,6 +318,9 @@ func (p *bicepParser) expression() (string, error) {
 			depth++
 		case c == ')' || c == ']' || c == '}':
 			if depth == 0 {
+				if p.pos == start {
+					return "", p.errorf("unexpected %c", c)
+				}
 				return strings.TrimSpace(p.src[start:p.pos]), nil
 			}
 			depth--

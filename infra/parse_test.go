@@ -136,3 +136,26 @@ func TestSchedulerCron(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseBicep: the reader never panics, and what it accepts it accepts
+// again after a trailing newline.
+func FuzzParseBicep(f *testing.F) {
+	for _, name := range []string{"azure/main.bicep", "azure/eventgrid.bicep", "azure/consumer-access.bicep"} {
+		src, err := infra.File(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
+	f.Add("resource x 'T@v' = {\n a:")
+	f.Fuzz(func(t *testing.T, src string) {
+		bf, err := infra.ParseBicep(src)
+		if err != nil {
+			return
+		}
+		again, err := infra.ParseBicep(src + "\n")
+		if err != nil || len(again.Resources) != len(bf.Resources) || len(again.Params) != len(bf.Params) {
+			t.Errorf("accepted %q, but not with a trailing newline: %v", src, err)
+		}
+	})
+}
