@@ -51,10 +51,7 @@ type Answer struct {
 }
 
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if err := f.serve(w, r); err != nil {
-		authn.WriteError(w, f.Log, err)
-	}
+	authn.ServeNoStore(w, r, f.Log, f.serve)
 }
 
 func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {

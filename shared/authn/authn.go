@@ -167,6 +167,16 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	apierror.Write(w, log, err)
 }
 
+// ServeNoStore answers r with serve, marked Cache-Control: no-store (the
+// management functions' answers can hold keys and tokens); an error serve
+// returns, before writing anything, is answered with [WriteError].
+func ServeNoStore(w http.ResponseWriter, r *http.Request, log *slog.Logger, serve func(http.ResponseWriter, *http.Request) error) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := serve(w, r); err != nil {
+		WriteError(w, log, err)
+	}
+}
+
 func unauthorized(realm, code, msg string) *Failure {
 	return &Failure{Err: apierror.New(apierror.Unauthorized, msg), Challenge: bearer.Challenge(realm, code, msg)}
 }
