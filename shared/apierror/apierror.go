@@ -79,6 +79,26 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// LogLevel reports whether a failed request's e is worth a log line (it
+// has a cause, or is a 5xx) and at which level: warn, or error for a 5xx.
+func (e *Error) LogLevel() (slog.Level, bool) {
+	status := Status(e.Code)
+	if status >= 500 {
+		return slog.LevelError, true
+	}
+	return slog.LevelWarn, e.Err != nil
+}
+
+// LogAttrs are e's attributes for that log line: code, status, message and
+// the cause's text ("" without one).
+func (e *Error) LogAttrs() []any {
+	cause := ""
+	if e.Err != nil {
+		cause = e.Err.Error()
+	}
+	return []any{"code", string(e.Code), "status", Status(e.Code), "message", e.Message, "cause", cause}
+}
+
 // CodeOf returns the code of err: that of an *Error in its chain, else
 // Internal.
 func CodeOf(err error) Code {
@@ -105,16 +125,8 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 		e = Wrap(Internal, "internal error", err)
 	}
 	status := Status(e.Code)
-	if log != nil && (e.Err != nil || status >= 500) {
-		level := slog.LevelWarn
-		if status >= 500 {
-			level = slog.LevelError
-		}
-		cause := ""
-		if e.Err != nil {
-			cause = e.Err.Error()
-		}
-		log.Log(context.Background(), level, "request_failed", "code", string(e.Code), "status", status, "message", e.Message, "cause", cause)
+	if level, ok := e.LogLevel(); log != nil && ok {
+		log.Log(context.Background(), level, "request_failed", e.LogAttrs()...)
 	}
 	var b body
 	b.Error.Code = e.Code

@@ -190,21 +190,10 @@ func identityContext(id authn.Identity) map[string]any {
 // logDenied logs a refusal as apierror.Write logs a failed request: only
 // refusals with a cause, and every 5xx, at warn and error level.
 func logDenied(ctx context.Context, kind, service string, f *authn.Failure) {
-	e := f.Err
-	status := apierror.Status(e.Code)
-	if e.Err == nil && status < 500 {
-		return
+	if level, ok := f.Err.LogLevel(); ok {
+		slog.Default().Log(ctx, level, "authorizer_denied",
+			append([]any{"authorizer", kind, "service", service}, f.Err.LogAttrs()...)...)
 	}
-	level := slog.LevelWarn
-	if status >= 500 {
-		level = slog.LevelError
-	}
-	cause := ""
-	if e.Err != nil {
-		cause = e.Err.Error()
-	}
-	slog.Default().Log(ctx, level, "authorizer_denied", "authorizer", kind, "service", service,
-		"code", string(e.Code), "status", status, "message", e.Message, "cause", cause)
 }
 
 // header returns the value of the header name in h, compared without
