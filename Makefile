@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 	./shared/secretstore/filestore:FuzzValueRoundTrip:1000x \
 	./shared/secretstore/filestore:FuzzDecodeRecord \
 	./shared/jwtauth:FuzzVerify \
+	./shared/jwtclaims:FuzzUnmarshal \
 	./infra:FuzzParseBicep
 
 .PHONY: build stage lambda package run admin-key test fuzz-short fuzz bench lint clean

@@ -26,6 +26,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/modelauth/modelauth/shared/jwtclaims"
 	"github.com/modelauth/modelauth/shared/jwterrors"
 	"github.com/modelauth/modelauth/shared/signingkey"
 )
@@ -182,7 +183,7 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 		return Claims{}, ErrMalformed
 	}
 	var (
-		claims  jwt.RegisteredClaims
+		claims  jwtclaims.Claims
 		kid     string
 		keyErr  error
 		headers = func(t *jwt.Token) (any, error) {

@@ -25,6 +25,7 @@ import (
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/jwk"
 	"github.com/modelauth/modelauth/shared/jwtauth"
+	"github.com/modelauth/modelauth/shared/jwtclaims"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 	"github.com/modelauth/modelauth/shared/signingkey"
@@ -567,6 +568,49 @@ func securityCases() []secCase {
 			name: "no sub",
 			token: func(t testing.TB, e *env) string {
 				return e.signOwn(t, e.claimsWith(map[string]any{"sub": nil}), nil)
+			},
+			wantErr: jwtauth.ErrInvalid, wantCause: jwt.ErrTokenRequiredClaimMissing,
+		},
+		{
+			name: "exp a quoted future number",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"exp": strconv.FormatInt(now(e)+600, 10)}), nil)
+			},
+			wantErr: jwtauth.ErrMalformed, wantCause: jwtclaims.ErrType,
+		},
+		{
+			name: "nbf a quoted number",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"nbf": strconv.FormatInt(now(e), 10)}), nil)
+			},
+			wantErr: jwtauth.ErrMalformed, wantCause: jwtclaims.ErrType,
+		},
+		{
+			name: "iat a quoted number",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"iat": strconv.FormatInt(now(e), 10)}), nil)
+			},
+			wantErr: jwtauth.ErrMalformed, wantCause: jwtclaims.ErrType,
+		},
+		{
+			name: "ISS of another issuer beside iss",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"ISS": "https://evil.example/api"}), nil)
+			},
+			wantErr: jwtauth.ErrMalformed, wantCause: jwtclaims.ErrDuplicate,
+		},
+		{
+			name:    "AUD of this service beside the aud of another",
+			service: "other-svc",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"AUD": "other-svc"}), nil)
+			},
+			wantErr: jwtauth.ErrMalformed, wantCause: jwtclaims.ErrDuplicate,
+		},
+		{
+			name: "empty sub",
+			token: func(t testing.TB, e *env) string {
+				return e.signOwn(t, e.claimsWith(map[string]any{"sub": ""}), nil)
 			},
 			wantErr: jwtauth.ErrInvalid, wantCause: jwt.ErrTokenRequiredClaimMissing,
 		},

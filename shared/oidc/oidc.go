@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/modelauth/modelauth/shared/jwtclaims"
 	"github.com/modelauth/modelauth/shared/jwterrors"
 )
 
@@ -151,16 +152,6 @@ type Claims struct {
 	Expiry   time.Time // exp
 }
 
-// tokenClaims is what a token's payload is decoded into.
-type tokenClaims struct {
-	jwt.RegisteredClaims
-	Roles []string `json:"roles,omitempty"`
-	TID   string   `json:"tid,omitempty"`
-	OID   string   `json:"oid,omitempty"`
-	AZP   string   `json:"azp,omitempty"`
-	AppID string   `json:"appid,omitempty"`
-}
-
 // New returns a Verifier for opts. It checks the configuration but fetches
 // nothing: discovery happens on first need.
 func New(opts Options) (*Verifier, error) {
@@ -258,7 +249,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 		jwt.WithStrictDecoding(),
 	)
 	var (
-		c     tokenClaims
+		c     jwtclaims.Claims
 		kfErr error // the keyfunc's own error, returned as is
 	)
 	_, err := p.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
@@ -274,6 +265,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, jwterrors.Quiet(err))
 	default:
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, jwterrors.Quiet(err))
+	}
+	if c.Subject == "" {
+		// Every caller and every Entra token names its subject: one
+		// without is refused, rather than audited as nobody.
+		return nil, fmt.Errorf("%w: %w: sub", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)
 	}
 	out := &Claims{
 		Issuer:   c.Issuer,
@@ -296,7 +292,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 // keyFor is the jwt.Keyfunc: it picks the verification key for t from the
 // JWKS of the issuer named in c, which the parser has decoded but not yet
 // verified.
-func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token, c *tokenClaims) (any, error) {
+func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token, c *jwtclaims.Claims) (any, error) {
 	s, ok := v.issuers[c.Issuer]
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownIssuer, short(c.Issuer))

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/jwk"
+	"github.com/modelauth/modelauth/shared/jwtclaims"
 	"github.com/modelauth/modelauth/shared/oidc"
 	"github.com/modelauth/modelauth/shared/oidctest"
 )
@@ -301,6 +303,14 @@ func TestVerifyRefused(t *testing.T) {
 		{"padded payload", h + "." + p + "==." + s, oidc.ErrMalformed, jwt.ErrTokenMalformed},
 		{"roles not an array", e.token(t, jwt.MapClaims{"roles": "Keys.Admin"}), oidc.ErrMalformed, jwt.ErrTokenMalformed},
 		{"exp not a number", e.token(t, jwt.MapClaims{"exp": "tomorrow"}), oidc.ErrMalformed, jwt.ErrTokenMalformed},
+		{"exp a quoted future number", e.token(t, jwt.MapClaims{"exp": strconv.FormatInt(now+600, 10)}), oidc.ErrMalformed, jwtclaims.ErrType},
+		{"nbf a quoted number", e.token(t, jwt.MapClaims{"nbf": strconv.FormatInt(now, 10)}), oidc.ErrMalformed, jwtclaims.ErrType},
+		{"iat a quoted number", e.token(t, jwt.MapClaims{"iat": strconv.FormatInt(now, 10)}), oidc.ErrMalformed, jwtclaims.ErrType},
+		{"ROLES beside roles", e.token(t, jwt.MapClaims{"roles": []string{"x"}, "ROLES": []string{"Keys.Read.All"}}), oidc.ErrMalformed, jwtclaims.ErrDuplicate},
+		{"ISS beside iss", e.token(t, jwt.MapClaims{"ISS": "https://evil.example/"}), oidc.ErrMalformed, jwtclaims.ErrDuplicate},
+		{"Aud beside aud", e.token(t, jwt.MapClaims{"Aud": "api://other"}), oidc.ErrMalformed, jwtclaims.ErrDuplicate},
+		{"no sub", e.token(t, jwt.MapClaims{"sub": nil}), oidc.ErrInvalid, jwt.ErrTokenRequiredClaimMissing},
+		{"empty sub", e.token(t, jwt.MapClaims{"sub": ""}), oidc.ErrInvalid, jwt.ErrTokenRequiredClaimMissing},
 		{"tampered payload", h + "." + b64(tamperedPayload) + "." + s, oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
 		{"tampered signature", h + "." + p + "." + b64(sig), oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
 		{"no signature", h + "." + p + ".", oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
@@ -620,7 +630,7 @@ func TestBrokenProviders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tk := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": iss, "aud": aud, "exp": t0.Add(time.Hour).Unix()})
+		tk := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": iss, "sub": "s", "aud": aud, "exp": t0.Add(time.Hour).Unix()})
 		tk.Header["kid"] = "k1"
 		tok, err := tk.SignedString(foreignKey())
 		if err != nil {

@@ -46,6 +46,9 @@ const DefaultMaxAge = time.Hour
 // TokenLifetime is the lifetime [Provider.Token] gives a token without "exp".
 const TokenLifetime = time.Hour
 
+// DefaultSubject is the "sub" [Provider.Token] gives a token without one.
+const DefaultSubject = "oidctest-subject"
+
 // Option configures a [Provider].
 type Option func(*config)
 
@@ -255,7 +258,8 @@ func (p *Provider) Requests() int { return p.DiscoveryRequests() + p.JWKSRequest
 
 // Token returns a token signed RS256 with the current key, with the
 // current key ID in its "kid" header. It fills "iss" (the provider's
-// issuer), "iat" and "nbf" (now) and "exp" (now plus [TokenLifetime])
+// issuer), "sub" ([DefaultSubject]), "iat" and "nbf" (now) and "exp" (now
+// plus [TokenLifetime])
 // unless claims has them; a claim set to nil is left out, so
 // jwt.MapClaims{"exp": nil} makes a token without "exp". claims is not
 // modified.
@@ -303,6 +307,7 @@ func (p *Provider) fill(claims jwt.MapClaims) jwt.MapClaims {
 	now := p.cfg.now()
 	c := jwt.MapClaims{
 		"iss": p.issuer,
+		"sub": DefaultSubject,
 		"iat": now.Unix(),
 		"nbf": now.Unix(),
 		"exp": now.Add(TokenLifetime).Unix(),
