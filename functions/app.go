@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -336,7 +337,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))
 	}))
-	return &router{mux: mux, validate: v}
+	return &router{mux: mux, validate: v, score: sc}
 }
 
 func (a *App) rotateKeys(rot rotatekeys.Rotator) *rotatekeys.Function {
@@ -366,9 +367,14 @@ func (a *App) Timers() map[string]func(context.Context, azfunc.TimerInfo) error 
 // It takes only paths that the mux would route to validate as they are, so
 // both give the same answer; the mux's pattern matching costs about as much
 // as checking the key.
+//
+// It also sends to score the score requests whose path holds dot segments,
+// which the mux would redirect to the cleaned path: score refuses them
+// (score.Tail), as it refuses their encoded spellings.
 type router struct {
 	mux      *http.ServeMux
 	validate *validate.Function
+	score    *score.Function
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -376,7 +382,28 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.validate.Serve(w, r, service)
 		return
 	}
+	if service, ok := uncleanScoreRoute(r); ok {
+		rt.score.Serve(w, r, service)
+		return
+	}
 	rt.mux.ServeHTTP(w, r)
+}
+
+// uncleanScoreRoute returns the service of a request for
+// /api/services/{service}/score/{*rest} whose path the mux would redirect
+// to its cleaned form.
+func uncleanScoreRoute(r *http.Request) (string, bool) {
+	const prefix = RoutePrefix + "/services/"
+	p := r.URL.EscapedPath()
+	if r.Method == http.MethodConnect || !strings.HasPrefix(p, prefix) || path.Clean(r.URL.Path) == r.URL.Path {
+		return "", false
+	}
+	escService, tail, _ := strings.Cut(p[len(prefix):], "/")
+	service, err := url.PathUnescape(escService)
+	if err != nil || service == "" || (tail != "score" && !strings.HasPrefix(tail, "score/")) {
+		return "", false
+	}
+	return service, true
 }
 
 // validateRoute returns the service of a request for

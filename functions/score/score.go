@@ -90,8 +90,15 @@ func New(services *authn.Services, log *slog.Logger, opts *Options) *Function {
 	return f
 }
 
+// ServeHTTP scores for the service in the route's {service}.
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	service := r.PathValue("service")
+	f.Serve(w, r, r.PathValue("service"))
+}
+
+// Serve authenticates r for service and proxies it to the service's
+// scoringUri plus the tail of r's path after /api/services/<service>/score
+// (see [Tail]).
+func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string) {
 	id, fail := f.services.Authenticate(r.Context(), service, r)
 	if fail != nil {
 		fail.Write(w, f.log)
@@ -109,11 +116,16 @@ func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, f.opts.MaxBodyBytes)
 	ctx, cancel := context.WithTimeout(r.Context(), f.opts.Timeout)
 	defer cancel()
-	t := target{url: joinTail(svc.ScoringURI, r.PathValue("rest")), id: id}
+	rest, err := Tail(r.URL.EscapedPath())
+	if err != nil {
+		apierror.Write(w, f.log, apierror.Wrap(apierror.BadRequest, "the path after score/ may not hold dot segments, backslashes or encoded slashes, backslashes or percent signs", err))
+		return
+	}
+	t := target{url: joinTail(svc.ScoringURI, rest), id: id}
 	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, ctxKey{}, t)))
 }
 
-// joinTail appends the route's tail to the scoring URI's path.
+// joinTail appends the route's tail, decoded, to the scoring URI's path.
 func joinTail(base *url.URL, rest string) *url.URL {
 	u := *base
 	if rest != "" {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,8 @@ func TestPathJoinAndQuery(t *testing.T) {
 		{"/score", "/api/services/m/score", "/score"},
 		{"/score", "/api/services/m/score/v1/x?a=1&b=2", "/score/v1/x?a=1&b=2"},
 		{"/", "/api/services/m/score/x", "/x"},
-		{"", "/api/services/m/score/x%2Fy", "/x/y"},
+		{"", "/api/services/m/score/x%20y/%7Ez", "/x%20y/~z"},
+		{"/score", "/api/services/m/score/a.b/.hidden/..x/x../v1;p=1", "/score/a.b/.hidden/..x/x../v1;p=1"},
 	}
 	for _, tt := range tests {
 		var got string
@@ -201,5 +203,77 @@ func TestUpstreamSeesNoCredentialsOrForgedIdentity(t *testing.T) {
 	}
 	if q := got.URL.Query(); q.Has("code") || q.Get("keep") != "1" || q.Get("Code") != "2" {
 		t.Errorf("upstream query %q; want code removed, the rest kept", got.URL.RawQuery)
+	}
+}
+
+// TestTailRefusals sends each spelling of a way out of the scoringUri's
+// path to score: each is answered 400 (code BadRequest) and never reaches the
+// upstream, while its control, the same path without the attacked part,
+// reaches the upstream under the scoringUri's path.
+func TestTailRefusals(t *testing.T) {
+	var got []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.EscapedPath())
+	}))
+	defer up.Close()
+	h := newFunction(t, up.URL+"/api/v1/service/m/score", nil, nil)
+	cfg, err := config.Parse([]byte(`{"services":[{"name":"m","authMode":"none","scoringUri":"` + up.URL + `/api/v1/service/m/score"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The function itself, without a mux that would redirect literal dot
+	// segments before it (the app's router sends those to Serve too).
+	f := New(&authn.Services{Config: cfg}, nil, nil)
+	tests := []struct{ name, tail, control string }{
+		{"encoded slash", "..%2f..%2fadmin", "..a..admin"},
+		{"encoded slash, upper case", "..%2F..%2Fadmin", "..a..admin"},
+		{"encoded slash alone", "a%2fb", "a/b"},
+		{"encoded backslash", "..%5c..%5cadmin", "..a..admin"},
+		{"encoded backslash, upper case", "a%5Cb", "ab"},
+		{"double encoding of a slash", "..%252f..%252fadmin", "..a..admin"},
+		{"double encoding of a dot", "%252e%252e/x", "x"},
+		{"percent sign", "100%25", "100"},
+		{"backslash", `a\..\b`, "a..b"},
+		{"encoded dot dot", "%2e%2e/%2e%2e/x", "x"},
+		{"encoded dot dot, upper case", "%2E%2E/x", "x"},
+		{"half-encoded dot dot", ".%2e/x", "x"},
+		{"half-encoded dot dot, other half", "%2e./x", "x"},
+		{"encoded dot", "%2e/x", "x"},
+		{"dot dot", "a/../../x", "a/x"},
+		{"dot", "./x", "x"},
+		{"dot dot at the end", "a/..", "a"},
+		{"dot dot with a path parameter", "..;jsessionid=1/x", "a;jsessionid=1/x"},
+		{"encoded dot dot with a parameter", "%2e%2e;/x", "a;/x"},
+		{"three dots", ".../x", "x"},
+		{"fullwidth dots", "%EF%BC%8E%EF%BC%8E/x", "%EF%BC%A1/x"},
+		{"two dot leader", "%E2%80%A5/x", "x"},
+		{"overlong dot", "%c0%ae%c0%ae/x", "x"},
+		{"overlong slash", "..%c0%afadmin", "..admin"},
+		{"truncated escape", "x%2", "x"},
+		{"bad escape", "x%zz", "x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got = nil
+			rec := serve(h, "GET", "/api/services/m/score/"+tt.control, "")
+			if rec.Code != 200 || len(got) != 1 || !strings.HasPrefix(got[0], "/api/v1/service/m/score/") {
+				t.Fatalf("control %q: %d, upstream got %q; want 200 under the scoringUri", tt.control, rec.Code, got)
+			}
+			got = nil
+			req := httptest.NewRequest("GET", "/", nil)
+			req.URL.RawPath = "/api/services/m/score/" + tt.tail // as sent, whatever it decodes to
+			req.URL.Path, _ = url.PathUnescape(req.URL.RawPath)
+			if req.URL.EscapedPath() != req.URL.RawPath {
+				req.URL.Path = req.URL.RawPath // not valid escaping: the server keeps it as is
+			}
+			rec = httptest.NewRecorder()
+			f.Serve(rec, req, "m")
+			if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"code":"BadRequest"`) {
+				t.Errorf("%q: %d %s; want 400 BadRequest", tt.tail, rec.Code, rec.Body)
+			}
+			if len(got) != 0 {
+				t.Errorf("%q reached the upstream at %q", tt.tail, got)
+			}
+		})
 	}
 }

@@ -15,8 +15,9 @@
 //   - requires exp, nbf and iat to be JSON numbers (RFC 7519 section 2,
 //     NumericDate), between 0 and the end of year 9999;
 //   - requires iss, sub, jti, tid, oid, azp and appid to be JSON strings, aud
-//     a string or an array of strings, and roles an array of strings; null
-//     is the wrong type for each.
+//     a string or an array of strings, and roles an array of strings; a
+//     claim whose value is null is absent (and a required one is then
+//     missing), but null within an array is the wrong type.
 //
 // # Errors
 //
@@ -118,9 +119,11 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("%w: %s", ErrDuplicate, Names[i])
 		}
 		seen[i] = true
-		if name != Names[i] {
-			// Not the claim itself: only the exact name counts. It still
-			// marks the name as seen, so that the claim may not follow.
+		if name != Names[i] || string(raw) == "null" {
+			// Not the claim itself (only the exact name counts), or
+			// null, which is the claim's absence, as encoding/json reads
+			// it. Either still marks the name as seen, so that the claim
+			// may not follow.
 			continue
 		}
 		if err := c.set(i, raw); err != nil {
