@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,13 +145,7 @@ func (f *Function) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawPath = ""
 	out.URL.RawQuery = withoutCode(pr.In.URL)
 	out.Host = t.url.Host
-	for name := range out.Header {
-		// Servers behind CGI or WSGI read '_' as '-': strip both spellings.
-		n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-		if strings.HasPrefix(n, authn.HeaderPrefix) || n == "authorization" || n == "x-functions-key" {
-			delete(out.Header, name)
-		}
-	}
+	stripHeaders(out.Header, "authorization", "x-functions-key")
 	authn.SetHeaders(out.Header, t.id)
 	pr.SetXForwarded()
 }
@@ -171,14 +166,31 @@ var (
 	errTooLong  = errors.New("upstream response body exceeds the cap")
 )
 
+// stripHeaders deletes from h every X-ModelAuth-* header and those named
+// in also (lower case). Servers behind CGI or WSGI read '_' as '-', and
+// some gateways do too: both spellings go.
+func stripHeaders(h http.Header, also ...string) {
+	for name := range h {
+		n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		if strings.HasPrefix(n, authn.HeaderPrefix) || slices.Contains(also, n) {
+			delete(h, name)
+		}
+	}
+}
+
+// modifyResponse refuses redirects and bodies over the cap, and strips the
+// upstream's X-ModelAuth-* headers and trailers: identity headers come from
+// modelauth alone, and a gateway in front of score may trust them.
 func (f *Function) modifyResponse(resp *http.Response) error {
+	stripHeaders(resp.Header)
+	stripHeaders(resp.Trailer)
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified {
 		return errRedirect
 	}
 	if resp.ContentLength > f.opts.MaxBodyBytes {
 		return fmt.Errorf("upstream body of %d bytes exceeds %d", resp.ContentLength, f.opts.MaxBodyBytes)
 	}
-	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes}
+	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes, trailer: resp.Trailer}
 	return nil
 }
 
@@ -199,13 +211,24 @@ func (f *Function) upstreamError(w http.ResponseWriter, r *http.Request, err err
 }
 
 // cappedBody fails a response body that grows past its cap, which makes the
-// proxy abort the response rather than pass on an unbounded body.
+// proxy abort the response rather than pass on an unbounded body. At the
+// end of the body, when the transport has filled in the trailers and
+// before the proxy copies them, it strips their X-ModelAuth-* names.
 type cappedBody struct {
-	rc   io.ReadCloser
-	left int64
+	rc      io.ReadCloser
+	left    int64
+	trailer http.Header
 }
 
 func (c *cappedBody) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	if err == io.EOF {
+		stripHeaders(c.trailer)
+	}
+	return n, err
+}
+
+func (c *cappedBody) read(p []byte) (int, error) {
 	if c.left <= 0 {
 		// At the cap: only the end of the body may follow.
 		var probe [1]byte

@@ -277,3 +277,36 @@ func TestTailRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamCannotForgeIdentityHeaders: X-ModelAuth-* headers and
+// trailers from the upstream, in any spelling, never reach the client.
+func TestUpstreamCannotForgeIdentityHeaders(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Modelauth-Subject"] = []string{"forged"}
+		w.Header()["x-modelauth-service"] = []string{"forged"}
+		w.Header()["X_ModelAuth_Auth_Type"] = []string{"forged"}
+		w.Header()["X-Model-Kept"] = []string{"kept"}
+		w.Header().Set("Trailer", "X-ModelAuth-Key-Type")
+		w.Write([]byte("ok"))
+		w.Header().Set("X-ModelAuth-Key-Type", "forged")
+	}))
+	defer up.Close()
+	srv := httptest.NewServer(newFunction(t, up.URL, nil, nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/services/m/score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("X-Model-Kept") != "kept" {
+		t.Fatalf("response = %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	for _, h := range []http.Header{resp.Header, resp.Trailer} {
+		for name := range h {
+			if n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); strings.HasPrefix(n, "x-modelauth-") {
+				t.Errorf("the client got the upstream's %s: %q", name, h[name])
+			}
+		}
+	}
+}
