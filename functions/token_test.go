@@ -155,7 +155,7 @@ func TestGetTokenAndValidate(t *testing.T) {
 
 	rec = e.validate("tok", tok.AccessToken)
 	if rec.Code != 200 || rec.Header().Get("X-Modelauth-Auth-Type") != "token" || rec.Header().Get("X-Modelauth-Subject") != "admin" ||
-		rec.Header().Get("X-Modelauth-Key-Type") != "" {
+		rec.Header().Get("X-Modelauth-Key-Type") != "none" {
 		t.Fatalf("validate = %d %v %s", rec.Code, rec.Header(), rec.Body)
 	}
 	// Again: from the cache, the same answer.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,13 @@ var identities = map[string]identity{
 	"token": {Service: tokenService, Subject: authn.AdminSubject, AuthType: authn.TypeToken},
 }
 
+// inHeaders is id as its headers tell it: every one is sent, with
+// authn.NotApplicable for a value id lacks.
+func (id identity) inHeaders() identity {
+	id.KeyType = cmp.Or(id.KeyType, authn.NotApplicable)
+	return id
+}
+
 func (id identity) body() string {
 	b, _ := json.Marshal(id) // cannot fail: strings only
 	return string(b) + "\n"
@@ -53,9 +61,7 @@ func (id identity) write(w http.ResponseWriter, body string) {
 	h["X-Modelauth-Service"] = []string{id.Service}
 	h["X-Modelauth-Subject"] = []string{id.Subject}
 	h["X-Modelauth-Auth-Type"] = []string{id.AuthType}
-	if id.KeyType != "" {
-		h["X-Modelauth-Key-Type"] = []string{id.KeyType}
-	}
+	h["X-Modelauth-Key-Type"] = []string{id.inHeaders().KeyType}
 	h["Content-Type"] = []string{"application/json; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(http.StatusOK)

@@ -240,8 +240,13 @@ func keyAuthScenario(t *testing.T, env []string, secrets []string) {
 			}
 			var id struct{ Service, Subject, AuthType, KeyType string }
 			r.json(t, &id)
-			if got := r.header.Get("X-ModelAuth-Key-Type"); got != tt.keyType || id.KeyType != tt.keyType {
-				t.Errorf("key type = header %q body %q; want %q", got, id.KeyType, tt.keyType)
+			// Every identity header is sent: "none" where it does not apply.
+			wantHeader := tt.keyType
+			if wantHeader == "" {
+				wantHeader = "none"
+			}
+			if got := r.header.Get("X-ModelAuth-Key-Type"); got != wantHeader || id.KeyType != tt.keyType {
+				t.Errorf("key type = header %q body %q; want %q and %q", got, id.KeyType, wantHeader, tt.keyType)
 			}
 			if r.header.Get("X-ModelAuth-Service") != id.Service || id.Service == "" {
 				t.Errorf("service header %q, body %q", r.header.Get("X-ModelAuth-Service"), id.Service)

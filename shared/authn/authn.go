@@ -14,6 +14,7 @@
 package authn
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,12 +61,16 @@ type encoded struct {
 
 func newEncoded(id Identity) *encoded {
 	one := func(v string) []string { return []string{v}[:1:1] }
-	e := &encoded{service: one(id.Service), subject: one(id.Subject), authType: one(id.AuthType), json: id.AppendJSON(nil)}
-	if id.KeyType != "" {
-		e.keyType = one(id.KeyType)
-	}
-	return e
+	return &encoded{service: one(id.Service), subject: one(id.Subject), authType: one(id.AuthType),
+		keyType: one(cmp.Or(id.KeyType, NotApplicable)), json: id.AppendJSON(nil)}
 }
+
+// NotApplicable is the value of an identity header that does not apply to
+// the identity, such as X-ModelAuth-Key-Type for a token: every header is
+// always sent, since intermediaries may drop an empty one, and a gateway
+// that copies a missing one may send its own placeholder text (Caddy 2.6's
+// forward_auth does).
+const NotApplicable = "none"
 
 // Headers set by [SetHeaders]; each starts with [HeaderPrefix], compared
 // without regard to case.
@@ -86,7 +91,8 @@ var (
 	canonKeyType  = http.CanonicalHeaderKey(HeaderKeyType)
 )
 
-// SetHeaders writes id as X-ModelAuth-* headers into h, replacing any.
+// SetHeaders writes id as X-ModelAuth-* headers into h, replacing any:
+// every one of them, with [NotApplicable] for a value the identity lacks.
 func SetHeaders(h http.Header, id Identity) {
 	e := id.enc
 	if e == nil {
@@ -95,11 +101,7 @@ func SetHeaders(h http.Header, id Identity) {
 	h[canonService] = e.service
 	h[canonSubject] = e.subject
 	h[canonAuthType] = e.authType
-	if e.keyType != nil {
-		h[canonKeyType] = e.keyType
-	} else {
-		delete(h, canonKeyType)
-	}
+	h[canonKeyType] = e.keyType
 }
 
 // AppendJSON appends id as JSON, as encoding/json would write it, to b.

@@ -143,8 +143,8 @@ func TestSetHeadersReplaces(t *testing.T) {
 	if got := h.Values(HeaderSubject); len(got) != 1 || got[0] != "anonymous" {
 		t.Errorf("Subject = %q", got)
 	}
-	if h.Get(HeaderKeyType) != "" {
-		t.Errorf("Key-Type kept: %q", h.Get(HeaderKeyType))
+	if got := h.Values(HeaderKeyType); len(got) != 1 || got[0] != NotApplicable {
+		t.Errorf("Key-Type = %q; want %q alone (sent, not dropped)", got, NotApplicable)
 	}
 	SetHeaders(h, Identity{Service: "s", Subject: "key:Primary", AuthType: TypeKey, KeyType: "Primary"})
 	if h.Get(HeaderKeyType) != "Primary" || h.Get(HeaderService) != "s" || h.Get(HeaderAuthType) != "key" {

@@ -105,6 +105,10 @@ func New(keys *signingkey.Set, opts Options) (*Authority, error) {
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(opts.Leeway),
 		jwt.WithTimeFunc(opts.Now),
+		// Canonical base64url only: a signature whose unused bits are set
+		// decodes to the same bytes, and would be a second spelling of
+		// one token, which the verified-token cache keys by its text.
+		jwt.WithStrictDecoding(),
 	)
 	return a, nil
 }

@@ -1,6 +1,7 @@
 package lambdaadapter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -180,11 +181,10 @@ func denyPolicy(methodArn string) events.APIGatewayCustomAuthorizerResponse {
 // identityContext is the authorizer context of an identity. API Gateway
 // accepts only strings, numbers and booleans as values.
 func identityContext(id authn.Identity) map[string]any {
-	c := map[string]any{ContextService: id.Service, ContextSubject: id.Subject, ContextAuthType: id.AuthType}
-	if id.KeyType != "" {
-		c[ContextKeyType] = id.KeyType
-	}
-	return c
+	// Every member, as validate sends every header: a mapping of a
+	// missing one would send the client's or nothing.
+	return map[string]any{ContextService: id.Service, ContextSubject: id.Subject, ContextAuthType: id.AuthType,
+		ContextKeyType: cmp.Or(id.KeyType, authn.NotApplicable)}
 }
 
 // logDenied logs a refusal as apierror.Write logs a failed request: only

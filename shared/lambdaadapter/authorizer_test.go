@@ -84,9 +84,9 @@ func TestHTTPAuthorizer(t *testing.T) {
 		{name: "api prefix", path: "/api/services/iris/score", headers: map[string]string{"authorization": bearerOf(e.iris.PrimaryKey)},
 			want: map[string]any{"service": "iris", "subject": "key:Primary", "authType": "key", "keyType": "Primary"}},
 		{name: "token", path: "/services/tok/score", headers: map[string]string{"authorization": bearerOf(tok)},
-			want: map[string]any{"service": "tok", "subject": "admin", "authType": "token"}},
+			want: map[string]any{"service": "tok", "subject": "admin", "authType": "token", "keyType": "none"}},
 		{name: "open service", path: "/services/open/score",
-			want: map[string]any{"service": "open", "subject": "anonymous", "authType": "none"}},
+			want: map[string]any{"service": "open", "subject": "anonymous", "authType": "none", "keyType": "none"}},
 
 		{name: "iris key for other", path: "/services/other/score", headers: map[string]string{"authorization": bearerOf(e.iris.PrimaryKey)}},
 		{name: "other key for iris", path: "/services/iris/score", headers: map[string]string{"authorization": bearerOf(e.other.PrimaryKey)}},

@@ -293,6 +293,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 // JWKS of the issuer named in c, which the parser has decoded but not yet
 // verified.
 func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token, c *jwtclaims.Claims) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// RFC 7515 section 4.1.11: the extensions crit names must be
+		// understood, and this verifier understands none (b64 among
+		// them: an unencoded payload would be signed differently).
+		return nil, fmt.Errorf("%w: the header names critical extensions", ErrMalformed)
+	}
 	s, ok := v.issuers[c.Issuer]
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownIssuer, short(c.Issuer))

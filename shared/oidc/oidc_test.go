@@ -288,6 +288,8 @@ func TestVerifyRefused(t *testing.T) {
 		{"foreign key, published kid", e.p.TokenWith(t, jwt.SigningMethodRS256, foreignKey(), kid, claims(nil)), oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
 		{"foreign key, unknown kid", e.p.TokenWith(t, jwt.SigningMethodRS256, foreignKey(), "foreign", claims(nil)), oidc.ErrUnknownKey, nil},
 		{"no kid", e.p.TokenWith(t, jwt.SigningMethodRS256, e.p.PrivateKey(), "", claims(nil)), oidc.ErrUnknownKey, nil},
+		{"crit header", e.p.TokenWithHeader(t, jwt.SigningMethodRS256, e.p.PrivateKey(), map[string]any{"kid": kid, "crit": []string{"x-unknown"}, "x-unknown": 1}, claims(nil)), oidc.ErrMalformed, nil},
+		{"crit b64 false", e.p.TokenWithHeader(t, jwt.SigningMethodRS256, e.p.PrivateKey(), map[string]any{"kid": kid, "crit": []string{"b64"}, "b64": false}, claims(nil)), oidc.ErrMalformed, nil},
 		{"kid not a string", e.p.TokenWithHeader(t, jwt.SigningMethodRS256, e.p.PrivateKey(), map[string]any{"kid": 7}, claims(nil)), oidc.ErrUnknownKey, nil},
 		{"other provider's token", other.Token(t, claims(nil)), oidc.ErrUnknownIssuer, nil},
 		{"wrong issuer, right key", e.token(t, jwt.MapClaims{"iss": "https://evil.example/"}), oidc.ErrUnknownIssuer, nil},
