@@ -77,7 +77,7 @@ type App struct {
 // NewApp loads the configuration, opens the secret store and makes sure the
 // administrator key exists. Any problem refuses the start.
 func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, error) {
-	cfg, err := config.Load(s.ConfigPath)
+	cfg, err := loadConfig(s)
 	if err != nil {
 		return nil, err
 	}
@@ -93,12 +93,25 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 // [OpenStore]'s. The App owns store: [App.Close] closes it, and so does
 // NewAppWithStore when it fails.
 func NewAppWithStore(ctx context.Context, s config.Settings, store *secretstore.Store, log *slog.Logger) (*App, error) {
-	cfg, err := config.Load(s.ConfigPath)
+	cfg, err := loadConfig(s)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	return newApp(ctx, s, cfg, store, log)
+}
+
+// loadConfig reads the service configuration and checks it against the
+// settings.
+func loadConfig(s config.Settings) (*config.Config, error) {
+	cfg, err := config.Load(s.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckCallerAudiences(s.OIDCAudiences); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *secretstore.Store, log *slog.Logger) (*App, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/oidctest"
 )
 
 type binding struct {
@@ -206,6 +208,59 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(s.DataDir); err == nil {
 		t.Errorf("a refused start created the store")
+	}
+}
+
+// TestRefusesOverlappingAudiences: an entra service whose audience is the
+// management callers' is refused at start, naming both, before the store is
+// opened; two entra services may share an audience only with two different
+// required roles.
+func TestRefusesOverlappingAudiences(t *testing.T) {
+	tests := []struct {
+		name, services, want string // want "" accepts
+	}{
+		{"service audience is a caller audience",
+			`{"name":"e","authMode":"entra","audience":"api://modelauth"}`, `service "e": its audience "api://modelauth" is also in OIDC_AUDIENCES`},
+		{"the same in another case",
+			`{"name":"e","authMode":"entra","audience":"API://ModelAuth"}`, `service "e"`},
+		{"own audience", `{"name":"e","authMode":"entra","audience":"api://e"}`, ""},
+		{"shared, no roles",
+			`{"name":"a","authMode":"entra","audience":"api://m"},{"name":"b","authMode":"entra","audience":"api://m"}`, `services "a" and "b" share the audience "api://m"`},
+		{"shared, one role",
+			`{"name":"a","authMode":"entra","audience":"api://m","requiredRole":"A"},{"name":"b","authMode":"entra","audience":"api://m"}`, `services "a" and "b"`},
+		{"shared, the same role",
+			`{"name":"a","authMode":"entra","audience":"api://m","requiredRole":"A"},{"name":"b","authMode":"entra","audience":"api://M","requiredRole":"A"}`, `services "a" and "b"`},
+		{"shared, two roles",
+			`{"name":"a","authMode":"entra","audience":"api://m","requiredRole":"A"},{"name":"b","authMode":"entra","audience":"api://m","requiredRole":"B"}`, ""},
+	}
+	idp := oidctest.NewProvider(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfgPath := filepath.Join(dir, "modelauth.json")
+			os.WriteFile(cfgPath, []byte(`{"services":[`+tt.services+`]}`), 0o600)
+			s := config.DefaultSettings()
+			s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
+			s.OIDCIssuers, s.OIDCAudiences = []string{idp.Issuer()}, []string{"api://other", "api://modelauth"}
+			a, err := NewApp(context.Background(), s, slog.New(slog.DiscardHandler))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("NewApp = %v; want it accepted", err)
+				}
+				a.Close()
+				return
+			}
+			if err == nil {
+				a.Close()
+				t.Fatalf("NewApp accepted it; want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) || !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("NewApp = %v; want %q", err, tt.want)
+			}
+			if _, err := os.Stat(s.DataDir); err == nil {
+				t.Errorf("a refused start created the store")
+			}
+		})
 	}
 }
 

@@ -224,11 +224,59 @@ func Parse(data []byte) (*Config, error) {
 		c.byName[s.Name] = len(c.Services)
 		c.Services = append(c.Services, s)
 	}
+	problems = append(problems, c.checkSharedAudiences()...)
 	problems = append(problems, c.checkConsumers(f.Consumers)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(problems...))
 	}
 	return c, nil
+}
+
+// checkSharedAudiences refuses two entra-mode services with one audience
+// (compared without regard to case, as Entra compares Application ID
+// URIs), unless both name a requiredRole and the roles differ: one app
+// registration with a role per service. Otherwise a token for one would be
+// a token for the other.
+func (c *Config) checkSharedAudiences() []error {
+	var problems []error
+	for i, a := range c.Services {
+		if a.AuthMode != AuthEntra {
+			continue
+		}
+		for _, b := range c.Services[i+1:] {
+			if b.AuthMode != AuthEntra || !strings.EqualFold(a.Audience, b.Audience) {
+				continue
+			}
+			if a.RequiredRole == "" || b.RequiredRole == "" || a.RequiredRole == b.RequiredRole {
+				problems = append(problems, fmt.Errorf("services %q and %q share the audience %q: that is allowed only when both name a requiredRole and the roles differ", a.Name, b.Name, a.Audience))
+			}
+		}
+	}
+	return problems
+}
+
+// CheckCallerAudiences refuses an entra-mode service whose audience is one
+// of audiences, the management callers' (OIDC_AUDIENCES): a caller's token
+// would then be a token for the service, and the service's tokens tokens
+// of callers. It compares without regard to case; it cannot tell that
+// api://x and the client id of the same app registration are one
+// audience.
+func (c *Config) CheckCallerAudiences(audiences []string) error {
+	var problems []error
+	for _, s := range c.Services {
+		if s.AuthMode != AuthEntra {
+			continue
+		}
+		for _, a := range audiences {
+			if strings.EqualFold(s.Audience, a) {
+				problems = append(problems, fmt.Errorf("service %q: its audience %q is also in OIDC_AUDIENCES (%q), the management callers' audience: give the service its own", s.Name, s.Audience, a))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("config: %w: %w", ErrInvalid, errors.Join(problems...))
+	}
+	return nil
 }
 
 func checkService(i int, fs fileService) (Service, error) {
