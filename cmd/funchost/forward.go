@@ -81,6 +81,11 @@ func (iv *invoker) forwardOnce(w http.ResponseWriter, r *http.Request, fn *funct
 	}
 	out.Header.Set("User-Agent", ua)
 
+	// A response the handler sends before it has read the whole body
+	// (413 over a cap, say) is returned here even if the handler then
+	// closed the connection under the upload: the transport's
+	// connections hold back a write error until the response is read
+	// (earlyResponseConn).
 	resp, err := iv.forwardClient.Do(out)
 	if err != nil {
 		switch {

@@ -51,9 +51,13 @@ type invoker struct {
 	startWait       time.Duration // longest wait for a (re)starting handler
 }
 
+// newHandlerTransport returns the transport to the custom handler. Its
+// connections relay a response the handler sends before it has read the
+// whole request body (see earlyResponseConn).
 func newHandlerTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:               nil,
+		DialContext:         dialHandler,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true, // relay bodies and Accept-Encoding untouched

@@ -1,12 +1,14 @@
 // Command fixturehandler is the custom handler of funchost's test app. It
 // records every request it gets (except readiness probes) as a JSON line
 // in the file named by FIXTURE_RECORD, answers invocations with the
-// envelope response, echoes forwarded HTTP requests, and exits on
-// /api/echo/exit/<code> so that tests can make it crash.
+// envelope response, echoes forwarded HTTP requests, exits on
+// /api/echo/exit/<code> so that tests can make it crash, and refuses a
+// body over a cap on /api/echo/cap/<bytes> as the score function does.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,6 +88,10 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 		return
 	}
+	if limit, ok := strings.CutPrefix(r.URL.Path, "/api/echo/cap/"); ok {
+		capped(w, r, limit)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	rec := record{
 		Kind: "request", Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
@@ -131,4 +137,54 @@ func echo(w http.ResponseWriter, r *http.Request, rec record) {
 	w.Header().Set("X-Fixture", "echo")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(rec)
+}
+
+// capped answers as the score function does a body over its cap of limit
+// bytes: with ?early=1 it refuses a longer Content-Length without reading
+// anything, with ?close=1 it does so and closes the connection at once
+// itself, else it reads through http.MaxBytesReader and refuses the body
+// when the reader hits the cap. Each way it answers 413 with X-Fixture:
+// cap while the caller may still be sending, and the connection is then
+// closed. A body within the cap is answered 200 with its length.
+func capped(w http.ResponseWriter, r *http.Request, limit string) {
+	n, err := strconv.ParseInt(limit, 10, 64)
+	if err != nil || n < 0 {
+		http.Error(w, "bad cap", http.StatusBadRequest)
+		return
+	}
+	write(record{Kind: "request", Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, ContentLength: r.ContentLength})
+	tooLarge := func() {
+		w.Header().Set("X-Fixture", "cap")
+		http.Error(w, fmt.Sprintf("the body is larger than %d bytes", n), http.StatusRequestEntityTooLarge)
+	}
+	q := r.URL.Query()
+	if q.Get("early") != "" && r.ContentLength > n {
+		tooLarge()
+		return
+	}
+	if q.Get("close") != "" && r.ContentLength > n {
+		// As a server without net/http's lingering close: answer and
+		// close at once, with the body unread (the peer gets a reset).
+		conn, bufrw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, "hijack: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer conn.Close()
+		msg := fmt.Sprintf("the body is larger than %d bytes\n", n)
+		fmt.Fprintf(bufrw, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nX-Fixture: cap\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+		_ = bufrw.Flush()
+		return
+	}
+	got, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, n))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		tooLarge()
+	case err != nil:
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+	default:
+		w.Header().Set("X-Fixture", "cap")
+		fmt.Fprintf(w, "%d bytes\n", got)
+	}
 }
