@@ -10,28 +10,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelauth/modelauth/shared/logtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // tooLargeHandler answers every request 413 without reading its body,
 // as the score function does a Content-Length over its cap. With close,
@@ -74,7 +57,7 @@ func TestForwardEarlyResponse(t *testing.T) {
 			handler := httptest.NewServer(tooLargeHandler(tt.close))
 			defer handler.Close()
 			h := newTestHost(t, testApp(), &fakeEndpoint{url: handler.URL})
-			var logs syncBuffer
+			var logs logtest.Buffer
 			h.iv.log = slog.New(slog.NewTextHandler(&logs, nil))
 			front := httptest.NewServer(h)
 			clientTransport := &http.Transport{Proxy: nil}
