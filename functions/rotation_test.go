@@ -3,7 +3,6 @@ package functions
 import (
 	"context"
 	"encoding/json"
-	"github.com/modelauth/modelauth/shared/logtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelauth/modelauth/shared/logtest"
 
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"

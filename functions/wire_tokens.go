@@ -1,0 +1,90 @@
+package functions
+
+// This file wires token mode: the signing keys, the token authority, the
+// external issuers and the validation of service callers.
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+
+	"github.com/modelauth/modelauth/shared/authn"
+	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/jwtauth"
+	"github.com/modelauth/modelauth/shared/oidc"
+	"github.com/modelauth/modelauth/shared/rotation"
+	"github.com/modelauth/modelauth/shared/signingkey"
+)
+
+// initTokens sets up the signing keys, the token authority and the
+// external issuers. With token-mode services, the first signing key is
+// written now, so that the JWKS served from the start holds it.
+func (a *App) initTokens(ctx context.Context) error {
+	s, cfg := a.Settings, a.Config
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyOptions())
+	tokens, err := jwtauth.New(a.SigningKeys, a.tokenOptions())
+	if err != nil {
+		return err
+	}
+	a.Tokens = tokens
+	if len(s.OIDCIssuers) > 0 {
+		// oidc reads a zero leeway as its default; -1 is none.
+		a.OIDC, err = oidc.New(oidc.Options{Issuers: s.OIDCIssuers, Leeway: cmp.Or(s.TokenLeeway, -1), MaxTokenBytes: s.TokenMaxBytes, Logger: a.Log})
+		if err != nil {
+			return fmt.Errorf("OIDC_ISSUERS: %w", err)
+		}
+	} else if cfg.Has(config.AuthEntra) {
+		return fmt.Errorf("config: %w: entra-mode services need OIDC_ISSUERS (the Microsoft Entra issuers whose tokens they accept)", config.ErrInvalid)
+	}
+	if cfg.Has(config.AuthToken) {
+		if _, err := a.SigningKeys.Signer(ctx); err != nil {
+			return fmt.Errorf("creating the first signing key: %w", err)
+		}
+	}
+	return nil
+}
+
+// signingKeyOptions are the signing keys' schedule and cache bounds from
+// the settings: the next key is published a JWKS max-age plus a key-cache
+// TTL before it signs, and a replaced key stays published for the longest
+// token lifetime plus the leeway.
+func (a *App) signingKeyOptions() signingkey.Options {
+	s := a.Settings
+	retention := a.Config.MaxTokenLifetime()
+	if retention == 0 {
+		retention = config.DefaultTokenLifetime
+	}
+	return signingkey.Options{
+		Policy: signingkey.Policy{
+			Alg: s.TokenSigningAlg,
+			// Plus the leeway: instances' clocks may differ by as much.
+			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL + s.TokenLeeway,
+			Period:       s.SigningKeyPeriod,
+			Retention:    retention + s.TokenLeeway,
+		},
+		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
+		ExpiryMargin: rotation.ExpiryMargin, Logger: a.Log,
+	}
+}
+
+func (a *App) tokenOptions() jwtauth.Options {
+	s := a.Settings
+	return jwtauth.Options{Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes,
+		MaxLifetime: a.Config.MaxTokenLifetime()}
+}
+
+// Services returns the validation of service callers that validate and
+// score use (and the Lambda authorizers): one per App, with its
+// verified-token cache.
+func (a *App) Services() *authn.Services {
+	a.servicesOnce.Do(func() {
+		a.services = &authn.Services{Config: a.Config, Keys: a.Keys, Tokens: a.Tokens, TokenCacheSize: a.Settings.TokenCacheSize}
+		if a.OIDC != nil {
+			a.services.Entra = a.OIDC
+		}
+		if a.SigningKeys != nil {
+			a.SigningKeys.OnRemove(a.services.DropTokens)
+		}
+	})
+	return a.services
+}
