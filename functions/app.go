@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
@@ -97,20 +96,12 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 			keyServices = append(keyServices, svc.Name)
 		}
 	}
-	ring := keyring.New(store, keyServices, &keyring.Options{
-		TTL:                s.KeyCacheTTL,
-		RefreshMinInterval: s.KeyRefreshMinInterval,
-		MaxStale:           s.KeyCacheMaxStale,
-		Logger:             log,
-		Expiry: func(service string, since time.Time) time.Time {
-			return since.Add(cfg.Policy(service).Period + rotation.ExpiryMargin)
-		},
-	})
+	ring, rot := newKeys(s, cfg, store, keyServices, log)
 	if err := ring.EnsureAdminKey(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("creating the administrator key: %w", err)
 	}
-	app := &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: NewRotator(s, cfg, store, ring, log), Log: log}
+	app := &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: rot, Log: log}
 	if err := app.initTokens(ctx); err != nil {
 		store.Close()
 		return nil, err

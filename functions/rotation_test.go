@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/logtest"
+	"github.com/modelauth/modelauth/shared/rotation"
 
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
@@ -49,7 +50,7 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	a.Rotator.TTL = 0
+	a.Rotator.Target = &rotation.ValidatorTarget{Validator: a.Keys, Now: e.clock}
 	a.Rotator.Now = e.clock
 	// The signing keys and tokens follow the test's clock too.
 	skOpts := a.signingKeyOptions()

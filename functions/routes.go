@@ -44,11 +44,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/services/{service}/score", sc)
 	mux.Handle(RoutePrefix+"/services/{service}/score/{rest...}", sc)
 
-	rot := a.Rotator
-	if rot == nil {
-		rot = NewRotator(a.Settings, a.Config, a.Store, a.Keys, a.Log)
-	}
-	k := &keys.Function{Config: a.Config, Keys: a.Keys, Callers: callers, Log: a.Log, Rotator: rot}
+	k := &keys.Function{Config: a.Config, Keys: a.Keys, Callers: callers, Log: a.Log, Rotator: a.Rotator}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{$}", k) // {action?} empty
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
@@ -58,11 +54,11 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/signing-keys/{action}", &signingkeys.Function{Callers: callers, Keys: a.SigningKeys, Log: a.Log})
 
 	// Non-HTTP functions: the handlers answer other methods with 405.
-	rk := a.rotateKeys(rot)
+	rk := a.rotateKeys()
 	mux.Handle("/rotatekeys", rk.Handler())
 	pf := &prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}
 	mux.Handle("/prefetchtokens", pf.Handler())
-	kv := &keyvaultevents.Function{Config: a.Config, Keys: a.Keys, Rotator: rot, SigningKeys: rk.SigningKeys, Log: a.Log}
+	kv := &keyvaultevents.Function{Config: a.Config, Rotator: a.Rotator, SigningKeys: rk.SigningKeys, Log: a.Log}
 	mux.Handle("/keyvaultevents", kv.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))

@@ -12,7 +12,6 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/oidc"
-	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
@@ -63,7 +62,7 @@ func (a *App) signingKeyOptions() signingkey.Options {
 			Retention:    retention + s.TokenLeeway,
 		},
 		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
-		ExpiryMargin: rotation.ExpiryMargin, Logger: a.Log,
+		Logger: a.Log,
 	}
 }
 

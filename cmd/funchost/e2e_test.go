@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -450,9 +449,7 @@ func TestEndToEndQuietStderr(t *testing.T) {
 	p := startHost(t, fixtureApp(t, nil))
 	p.waitRecords(t, 1, isPath("/tick"))
 	p.stop(t)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stderr.Len() != 0 || !bytes.Contains(p.stdout.Bytes(), []byte("level=INFO")) {
-		t.Errorf("stderr = %q; want logs on stdout only", p.stderr.String())
+	if stderr := p.stderr.String(); stderr != "" || !strings.Contains(p.stdout.String(), "level=INFO") {
+		t.Errorf("stderr = %q; want logs on stdout only", stderr)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelauth/modelauth/shared/logtest"
 )
 
 // The binaries are built once per test run, outside the source tree.
@@ -94,22 +96,10 @@ type hostProcess struct {
 	url    string
 	record string // the fixture handler's record file
 
-	mu      sync.Mutex
-	stdout  bytes.Buffer
-	stderr  bytes.Buffer
+	stdout  logtest.Buffer
+	stderr  logtest.Buffer
 	done    chan struct{}
 	exitErr error
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 // launchHost starts funchost --app dir --port 0 with extra environment.
@@ -119,7 +109,7 @@ func launchHost(t *testing.T, dir string, env ...string) *hostProcess {
 	p := &hostProcess{record: filepath.Join(t.TempDir(), "record.jsonl"), done: make(chan struct{})}
 	p.cmd = exec.Command(funchost, "--app", dir, "--port", "0")
 	p.cmd.Env = append(append(os.Environ(), "FIXTURE_RECORD="+p.record), env...)
-	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
+	p.cmd.Stderr = &p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -133,9 +123,7 @@ func launchHost(t *testing.T, dir string, env ...string) *hostProcess {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			p.mu.Lock()
-			p.stdout.WriteString(line + "\n")
-			p.mu.Unlock()
+			p.stdout.Write([]byte(line + "\n"))
 			if u, ok := strings.CutPrefix(line, listenPrefix); ok {
 				select {
 				case urls <- u:
@@ -167,16 +155,10 @@ func startHost(t *testing.T, dir string, env ...string) *hostProcess {
 }
 
 func (p *hostProcess) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return "stdout:\n" + p.stdout.String() + "stderr:\n" + p.stderr.String()
 }
 
-func (p *hostProcess) stdoutText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stdout.String()
-}
+func (p *hostProcess) stdoutText() string { return p.stdout.String() }
 
 // wait waits for the process to exit and returns its exit code.
 func (p *hostProcess) wait(t *testing.T, d time.Duration) int {

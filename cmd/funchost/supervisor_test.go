@@ -7,25 +7,12 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modelauth/modelauth/shared/fakeclock"
 )
-
-// fakeClock is a clock that moves by step every time it is read.
-type fakeClock struct {
-	mu   sync.Mutex
-	t    time.Time
-	step time.Duration
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(c.step)
-	return c.t
-}
 
 // TestSupervisorRestartWindow runs the fixture handler made to exit at
 // start, with a fake clock between errors: errors further apart than the
@@ -49,12 +36,14 @@ func TestSupervisorRestartWindow(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var starts atomic.Int32
+			clock := fakeclock.New(time.Date(2026, 9, 24, 0, 0, 0, 0, time.UTC))
+			clock.SetStep(tt.step) // every reading is tt.step after the last
 			s := &supervisor{
 				exe: handler, dir: t.TempDir(), appRoot: t.TempDir(),
 				baseEnv:     append(os.Environ(), "FIXTURE_EXIT_AT_START="+tt.exitCode, "FIXTURE_RECORD="),
 				env:         newAppEnv(nil, func(string) string { return "" }),
 				initTimeout: 5 * time.Second, poll: 25 * time.Millisecond, stopGrace: time.Second,
-				now: (&fakeClock{t: time.Date(2026, 9, 24, 0, 0, 0, 0, time.UTC), step: tt.step}).Now,
+				now: clock.Now,
 				newID: func() string {
 					if starts.Add(1) == 6 {
 						cancel() // enough: the sixth start is the last

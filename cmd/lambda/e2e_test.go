@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 )
 
@@ -105,7 +106,7 @@ func buildBootstrap(t *testing.T, dir string) string {
 type emulator struct {
 	kind string
 	url  string // the invocations URL
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 func freePort(t *testing.T) string {
@@ -129,7 +130,7 @@ func startEmulator(t *testing.T, rieBin, bootstrap string, env lambdaEnv) *emula
 		"--runtime-api-address", "127.0.0.1:"+freePort(t), bootstrap)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env.list()...)
-	e := &emulator{kind: kind, url: "http://" + addr + "/2015-03-31/functions/function/invocations", logs: &syncBuffer{}}
+	e := &emulator{kind: kind, url: "http://" + addr + "/2015-03-31/functions/function/invocations", logs: &logtest.Buffer{}}
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	// Its own process group, so that the bootstrap it runs stops with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

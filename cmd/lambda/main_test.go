@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/lambdaadapter"
+	"github.com/modelauth/modelauth/shared/logtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(keyvaulttest.RunTests(m)) }
@@ -101,24 +100,6 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{kv: kv, ssm: ssm, env: env}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // keepDefaultLogger restores slog's default logger, which newApp sets,
 // when the test ends.
 func keepDefaultLogger(t *testing.T) {
@@ -166,7 +147,7 @@ func TestNewHandler(t *testing.T) {
 			}},
 	} {
 		t.Run(tt.kind, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			calls := f.ssm.Calls()
 			h, app, err := newHandler(ctx, f.env.with(HandlerSetting+"="+tt.kind).getenv, &logs)
 			if err != nil {
@@ -234,7 +215,7 @@ func TestNewHandlerRefuses(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := f.ssm.Calls()
-			var logs syncBuffer
+			var logs logtest.Buffer
 			h, app, err := newHandler(context.Background(), tt.env.getenv, &logs)
 			if err == nil {
 				app.Close()

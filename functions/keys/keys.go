@@ -30,12 +30,13 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/rotation"
 )
 
 // rotate runs a forced rotation and answers the keys after it.
@@ -44,7 +45,7 @@ func (f *Function) rotate(w http.ResponseWriter, r *http.Request, subject, servi
 	// and a run cut short would only be finished by the next one.
 	ctx := context.WithoutCancel(r.Context())
 	f.Log.Info("audit", "event", "rotate", "subject", subject, "service", service)
-	res, err := rotatekeys.Rotate(ctx, f.Keys, f.Rotator, f.Log, service, true)
+	res, err := f.Rotator.RotateNow(ctx, service)
 	if err != nil {
 		return apierror.Wrap(apierror.Unavailable, "the rotation failed; the keys that worked before still work, and the next rotation finishes or retries it (see the rotation_failed log event)", err)
 	}
@@ -67,15 +68,22 @@ type Function struct {
 	Keys    *keyring.Ring
 	Callers *authn.Callers
 	Log     *slog.Logger
-	// Rotator runs the rotate action; nil answers it 404.
-	Rotator rotatekeys.Rotator
+	// Rotator writes the keys: regen_key and the rotate action. Nil
+	// answers both 404.
+	Rotator Rotator
+}
+
+// Rotator writes a service's keys: [rotation.Rotator].
+type Rotator interface {
+	RotateNow(ctx context.Context, service string) (rotation.Result, error)
+	Regenerate(ctx context.Context, service string, kt keysecret.KeyType, value string) error
 }
 
 // Rotation is the rotate action's account of the run.
 type Rotation struct {
-	Outcome string          `json:"outcome"`
-	ID      string          `json:"id,omitempty"`
-	KeyType keyring.KeyType `json:"keyType,omitempty"`
+	Outcome string            `json:"outcome"`
+	ID      string            `json:"id,omitempty"`
+	KeyType keysecret.KeyType `json:"keyType,omitempty"`
 }
 
 // rotated is the rotate action's answer: the keys after the run.
@@ -87,7 +95,7 @@ type rotated struct {
 var _ http.Handler = (*Function)(nil)
 
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	authn.ServeNoStore(w, r, f.Log, f.serve)
+	apierror.ServeNoStore(w, r, f.Log, f.serve)
 }
 
 func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
@@ -96,9 +104,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 	switch action {
 	case "":
 		allow = http.MethodGet
-	case "regenerate":
-		allow = http.MethodPost
-	case "rotate":
+	case "regenerate", "rotate":
 		if f.Rotator == nil {
 			return apierror.New(apierror.NotFound, "unknown action")
 		}
@@ -115,7 +121,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 	if action == "" {
 		right = authn.ReadKeys
 	}
-	caller, fail := f.Callers.Authorize(r.Context(), r, right, service)
+	caller, fail := f.Callers.Authorize(r.Context(), authn.FromHeader(r.Header["Authorization"]), right, service)
 	if fail != nil {
 		return fail
 	}
@@ -144,13 +150,16 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		keys, err = f.Keys.Regenerate(r.Context(), svc.Name, req.keyType, req.KeyValue)
-		if err == nil || errors.Is(err, keyring.ErrWritten) {
+		err = f.Rotator.Regenerate(r.Context(), svc.Name, req.keyType, req.KeyValue)
+		if err == nil || errors.Is(err, rotation.ErrWritten) {
 			f.Log.Info("audit", "event", "regen_key", "subject", caller.Subject, "service", svc.Name,
 				"keyType", string(req.keyType), "userSupplied", req.KeyValue != "")
 		}
 		if err != nil {
 			return storeError(err)
+		}
+		if keys, err = f.Keys.Get(r.Context(), svc.Name); err != nil {
+			return apierror.Wrap(apierror.Unavailable, "the key was replaced, but the keys could not be read back: read them with get_keys", err)
 		}
 	}
 	apierror.WriteJSON(w, http.StatusOK, keys)
@@ -160,7 +169,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 type regenRequest struct {
 	KeyType  string `json:"keyType"`
 	KeyValue string `json:"keyValue"`
-	keyType  keyring.KeyType
+	keyType  keysecret.KeyType
 }
 
 func decodeRegen(r *http.Request) (regenRequest, error) {
@@ -181,7 +190,7 @@ func decodeRegen(r *http.Request) (regenRequest, error) {
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		return req, apierror.New(apierror.BadRequest, `the body must be {"keyType":"Primary"|"Secondary","keyValue"?: string}`)
 	}
-	kt, ok := keyring.ParseKeyType(req.KeyType)
+	kt, ok := keysecret.ParseKeyType(req.KeyType)
 	if !ok {
 		return req, apierror.New(apierror.BadRequest, `keyType must be "Primary" or "Secondary"`)
 	}
@@ -200,10 +209,10 @@ func storeError(err error) error {
 		return apierror.Wrap(apierror.Conflict, "the newest version of a key is disabled in the store; regenerate that key", err)
 	case errors.Is(err, apikey.ErrFormat):
 		return apierror.New(apierror.BadRequest, err.Error())
-	case errors.Is(err, keyring.ErrKeyInUse):
+	case errors.Is(err, rotation.ErrKeyInUse):
 		return apierror.New(apierror.BadRequest, "keyValue is already in use as a key: choose another")
-	case errors.Is(err, keyring.ErrWritten):
-		return apierror.Wrap(apierror.Unavailable, "the key was replaced, but the keys could not be read back: read them with get_keys", err)
+	case errors.Is(err, rotation.ErrWritten):
+		return apierror.Wrap(apierror.Unavailable, "the key was replaced, but its active copy could not be updated: the next rotation run does it; read the keys with get_keys", err)
 	}
 	return apierror.Wrap(apierror.Unavailable, "the secret store is unavailable", err)
 }

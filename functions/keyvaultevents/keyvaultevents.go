@@ -16,27 +16,37 @@ package keyvaultevents
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 
-	"github.com/modelauth/modelauth/functions/rotatekeys"
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/signingkey"
 )
 
 // Binding is the Event Grid trigger binding's name in function.json.
 const Binding = "event"
 
+// Rotator rotates a service's keys when due: [rotation.Rotator].
+type Rotator interface {
+	RotateIfDue(ctx context.Context, service string) (rotation.Result, error)
+}
+
+// SigningKeys rotates the token signing keys when due: [signingkey.Set].
+type SigningKeys interface {
+	RotateIfDue(ctx context.Context) (signingkey.Result, error)
+}
+
 // Function serves the keyvaultevents function.
 type Function struct {
 	Config  *config.Config
-	Keys    *keyring.Ring
-	Rotator rotatekeys.Rotator
+	Rotator Rotator
 	// SigningKeys, if set, answers events for the signing-key secret.
-	SigningKeys rotatekeys.SigningKeys
+	SigningKeys SigningKeys
 	Log         *slog.Logger
 }
 
@@ -72,9 +82,15 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 			return ignore("no_token_services", "secret", name)
 		}
 		f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "secret", name)
-		return rotatekeys.RotateSigningKeys(ctx, f.SigningKeys, f.Log)
+		res, err := f.SigningKeys.RotateIfDue(ctx)
+		if err != nil {
+			azfunc.Logf(ctx, "keyvaultevents: signing keys: failed: %v", err)
+			return fmt.Errorf("signing keys: %w", err)
+		}
+		azfunc.Logf(ctx, "keyvaultevents: signing keys: %s", res.Outcome)
+		return nil
 	}
-	service, ok := ServiceOf(name)
+	service, ok := keysecret.ServiceOf(name)
 	if !ok {
 		return ignore("not_a_service_key", "secret", clip(name))
 	}
@@ -86,29 +102,12 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 		return ignore("not_key_mode", "service", svc.Name, "authMode", string(svc.AuthMode))
 	}
 	f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "service", svc.Name, "secret", name)
-	res, err := rotatekeys.Rotate(ctx, f.Keys, f.Rotator, f.Log, svc.Name, false)
+	res, err := f.Rotator.RotateIfDue(ctx, svc.Name)
 	if err != nil {
 		return err
 	}
 	azfunc.Logf(ctx, "keyvaultevents: %s: %s", svc.Name, res.Outcome)
 	return nil
-}
-
-// ServiceOf returns the service whose key secret name is: the <service> of
-// svc-<service>-primary, -secondary or -active. Secret names compare
-// case-insensitively in Key Vault; service names are lower case.
-func ServiceOf(name string) (string, bool) {
-	name = strings.ToLower(name)
-	rest, ok := strings.CutPrefix(name, "svc-")
-	if !ok {
-		return "", false
-	}
-	for _, suffix := range []string{"-primary", "-secondary", "-active"} {
-		if s, ok := strings.CutSuffix(rest, suffix); ok && config.ServiceNameRE.MatchString(s) {
-			return s, true
-		}
-	}
-	return "", false
 }
 
 // clip shortens a name from an event for the log.

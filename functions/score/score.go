@@ -100,7 +100,7 @@ func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // scoringUri plus the tail of r's path after /api/services/<service>/score
 // (see [Tail]).
 func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string) {
-	id, fail := f.services.Authenticate(r.Context(), service, r)
+	id, fail := f.services.Authenticate(r.Context(), service, authn.FromHeader(r.Header["Authorization"]))
 	if fail != nil {
 		fail.Write(w, f.log)
 		return

@@ -51,7 +51,7 @@ type Answer struct {
 }
 
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	authn.ServeNoStore(w, r, f.Log, f.serve)
+	apierror.ServeNoStore(w, r, f.Log, f.serve)
 }
 
 func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
@@ -63,7 +63,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", http.MethodPost)
 		return apierror.New(apierror.MethodNotAllowed, "use POST")
 	}
-	caller, fail := f.Callers.Authorize(r.Context(), r, authn.AdminKeys, "")
+	caller, fail := f.Callers.Authorize(r.Context(), authn.FromHeader(r.Header["Authorization"]), authn.AdminKeys, "")
 	if fail != nil {
 		return fail
 	}
@@ -73,7 +73,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		err error
 	)
 	if action == "rotate" {
-		res, err = f.Keys.Rotate(ctx, true)
+		res, err = f.Keys.RotateNow(ctx)
 	} else {
 		res, err = f.Keys.Revoke(ctx)
 	}

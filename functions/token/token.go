@@ -34,7 +34,7 @@ type Function struct {
 var _ http.Handler = (*Function)(nil)
 
 func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	authn.ServeNoStore(w, r, f.Log, f.serve)
+	apierror.ServeNoStore(w, r, f.Log, f.serve)
 }
 
 func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
@@ -43,7 +43,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		return apierror.New(apierror.MethodNotAllowed, "use POST")
 	}
 	service := r.PathValue("service")
-	caller, fail := f.Callers.Authorize(r.Context(), r, authn.GetTokens, service)
+	caller, fail := f.Callers.Authorize(r.Context(), authn.FromHeader(r.Header["Authorization"]), authn.GetTokens, service)
 	if fail != nil {
 		return fail
 	}

@@ -33,7 +33,7 @@ func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Serve validates r for service.
 func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string) {
 	w.Header()["Cache-Control"] = noStore[:1:1]
-	id, fail := f.Services.Authenticate(r.Context(), service, r)
+	id, fail := f.Services.Authenticate(r.Context(), service, authn.FromHeader(r.Header["Authorization"]))
 	if fail != nil {
 		fail.Write(w, f.Log)
 		return

@@ -3,7 +3,9 @@
 // errors.
 //
 // A message is what the caller sees; the wrapped cause is only logged, so an
-// error from a store or an upstream never reaches a response.
+// error from a store or an upstream never reaches a response. An error
+// that carries an authentication challenge ([Challenger], such as
+// package authn's failures) is answered with it as WWW-Authenticate.
 package apierror
 
 import (
@@ -116,10 +118,26 @@ type body struct {
 	} `json:"error"`
 }
 
+// Challenger is an error whose answer carries an authentication
+// challenge: package authn's failures, with their RFC 6750 challenge.
+type Challenger interface {
+	error
+	// WWWAuthenticate returns the WWW-Authenticate value to answer with,
+	// "" when none applies.
+	WWWAuthenticate() string
+}
+
 // Write writes err as a JSON error response. An error that is not an *Error
-// is answered as a 500 with a generic message. Errors with a cause, and
-// every 5xx, are logged to log (which may be nil).
+// is answered as a 500 with a generic message. The first [Challenger] in
+// err's chain sets WWW-Authenticate to its challenge, if it has one.
+// Errors with a cause, and every 5xx, are logged to log (which may be nil).
 func Write(w http.ResponseWriter, log *slog.Logger, err error) {
+	var c Challenger
+	if errors.As(err, &c) {
+		if v := c.WWWAuthenticate(); v != "" {
+			w.Header().Set("WWW-Authenticate", v)
+		}
+	}
 	var e *Error
 	if !errors.As(err, &e) {
 		e = Wrap(Internal, "internal error", err)
@@ -132,6 +150,17 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 	b.Error.Code = e.Code
 	b.Error.Message = e.Message
 	WriteJSON(w, status, b)
+}
+
+// ServeNoStore answers r with serve, marked Cache-Control: no-store (the
+// management functions' answers can hold keys and tokens); an error serve
+// returns, before writing anything, is answered with [Write], challenge
+// included.
+func ServeNoStore(w http.ResponseWriter, r *http.Request, log *slog.Logger, serve func(http.ResponseWriter, *http.Request) error) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := serve(w, r); err != nil {
+		Write(w, log, err)
+	}
 }
 
 // WriteJSON writes v as a JSON response with status.

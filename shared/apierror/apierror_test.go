@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
@@ -50,6 +53,65 @@ func TestWriteLogs(t *testing.T) {
 			if line.Level != tt.wantLevel || line.Msg != "request_failed" || line.Cause != tt.wantCause ||
 				line.Status != rec.Code || line.Code == "" || line.Message == "" {
 				t.Errorf("logged %+v (answer %d); want level %s, cause %q", line, rec.Code, tt.wantLevel, tt.wantCause)
+			}
+		})
+	}
+}
+
+// challenged is a Challenger, as authn's failures are.
+type challenged struct {
+	err       *Error
+	challenge string
+}
+
+func (c challenged) Error() string           { return c.err.Error() }
+func (c challenged) Unwrap() error           { return c.err }
+func (c challenged) WWWAuthenticate() string { return c.challenge }
+
+var _ Challenger = challenged{}
+
+func TestWriteChallenge(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		status int
+		want   []string // WWW-Authenticate values
+	}{
+		{"challenger", challenged{New(Unauthorized, "no"), `Bearer realm="x"`}, http.StatusUnauthorized, []string{`Bearer realm="x"`}},
+		{"wrapped challenger", fmt.Errorf("ctx: %w", challenged{New(BadRequest, "bad"), `Bearer realm="x", error="invalid_request"`}), http.StatusBadRequest, []string{`Bearer realm="x", error="invalid_request"`}},
+		{"challenger without a challenge", challenged{New(Unavailable, "down"), ""}, http.StatusServiceUnavailable, nil},
+		{"plain error", New(Unauthorized, "no"), http.StatusUnauthorized, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			Write(rec, nil, tt.err)
+			if got := rec.Header().Values("WWW-Authenticate"); rec.Code != tt.status || !slices.Equal(got, tt.want) {
+				t.Errorf("Write(%v): %d with WWW-Authenticate %q; want %d %q", tt.err, rec.Code, got, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestServeNoStore(t *testing.T) {
+	tests := []struct {
+		name      string
+		serve     func(http.ResponseWriter, *http.Request) error
+		status    int
+		challenge string
+	}{
+		{"answer", func(w http.ResponseWriter, _ *http.Request) error { WriteJSON(w, http.StatusOK, "ok"); return nil }, http.StatusOK, ""},
+		{"error", func(http.ResponseWriter, *http.Request) error { return New(NotFound, "unknown service") }, http.StatusNotFound, ""},
+		{"challenge", func(http.ResponseWriter, *http.Request) error {
+			return challenged{New(Forbidden, "lacks the role"), `Bearer realm="modelauth", error="insufficient_scope"`}
+		}, http.StatusForbidden, `Bearer realm="modelauth", error="insufficient_scope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			ServeNoStore(rec, httptest.NewRequest("GET", "/", nil), nil, tt.serve)
+			if rec.Code != tt.status || rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("WWW-Authenticate") != tt.challenge {
+				t.Errorf("ServeNoStore = %d %v; want %d, no-store, challenge %q", rec.Code, rec.Header(), tt.status, tt.challenge)
 			}
 		})
 	}

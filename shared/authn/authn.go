@@ -1,16 +1,22 @@
-// Package authn decides who a request comes from: the one validation path
-// that the validate and score functions share for service callers (keys,
-// the app's tokens, Microsoft Entra tokens, each only for services of that
-// mode), and that the management functions use for their callers (the
-// administrator key, or tokens of external OIDC issuers with app roles).
+// Package authn decides who a credential comes from: the one validation
+// path that the validate and score functions and the Lambda authorizers
+// share for service callers (keys, the app's tokens, Microsoft Entra
+// tokens, each only for services of that mode), and that the management
+// functions use for their callers (the administrator key, or tokens of
+// external OIDC issuers with app roles).
+//
+// The edge reads the credential: an HTTP function from its request's
+// Authorization header, a Lambda authorizer from its event, each with
+// [FromHeader]. authn never sees the request.
 //
 // # Errors
 //
-// Failures are *apierror.Error values whose message is safe to return:
-// Unauthorized (with the RFC 6750 challenge), BadRequest for a malformed
-// Authorization header, Forbidden for a caller without the right,
-// NotFound for an unknown service and Unavailable when keys cannot be read.
-// No error names a key or repeats a token.
+// Failures are [*Failure] values around an *apierror.Error whose message
+// is safe to return: Unauthorized (with the RFC 6750 challenge),
+// BadRequest for a malformed Authorization header, Forbidden for a caller
+// without the right, NotFound for an unknown service and Unavailable when
+// keys cannot be read. A Failure is an [apierror.Challenger]: apierror.Write
+// answers it with its challenge. No error names a key or repeats a token.
 package authn
 
 import (
@@ -147,36 +153,18 @@ type Failure struct {
 	Challenge string
 }
 
+var _ apierror.Challenger = (*Failure)(nil)
+
 func (f *Failure) Error() string { return f.Err.Error() }
 func (f *Failure) Unwrap() error { return f.Err }
 
-// Write answers with the failure and its challenge; causes go to log.
+// WWWAuthenticate returns the challenge: f is an [apierror.Challenger].
+func (f *Failure) WWWAuthenticate() string { return f.Challenge }
+
+// Write answers with the failure and its challenge, as [apierror.Write]
+// does; causes go to log.
 func (f *Failure) Write(w http.ResponseWriter, log *slog.Logger) {
-	if f.Challenge != "" {
-		w.Header().Set("WWW-Authenticate", f.Challenge)
-	}
-	apierror.Write(w, log, f.Err)
-}
-
-// WriteError answers err: a *Failure in its chain with its challenge, any
-// other error as [apierror.Write] does.
-func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
-	var f *Failure
-	if errors.As(err, &f) {
-		f.Write(w, log)
-		return
-	}
-	apierror.Write(w, log, err)
-}
-
-// ServeNoStore answers r with serve, marked Cache-Control: no-store (the
-// management functions' answers can hold keys and tokens); an error serve
-// returns, before writing anything, is answered with [WriteError].
-func ServeNoStore(w http.ResponseWriter, r *http.Request, log *slog.Logger, serve func(http.ResponseWriter, *http.Request) error) {
-	w.Header().Set("Cache-Control", "no-store")
-	if err := serve(w, r); err != nil {
-		WriteError(w, log, err)
-	}
+	apierror.Write(w, log, f)
 }
 
 func unauthorized(realm, code, msg string) *Failure {
@@ -184,9 +172,8 @@ func unauthorized(realm, code, msg string) *Failure {
 }
 
 // credentials returns the presented Bearer value, or the failure to answer.
-func credentials(r *http.Request, realm string) (string, *Failure) {
-	cred, err := bearer.Parse(r)
-	switch {
+func credentials(c Credential, realm string) (string, *Failure) {
+	switch err := c.Err(); {
 	case errors.Is(err, bearer.ErrMissing):
 		return "", unauthorized(realm, "", "bearer credentials are required")
 	case err != nil:
@@ -195,7 +182,7 @@ func credentials(r *http.Request, realm string) (string, *Failure) {
 			Challenge: bearer.Challenge(realm, bearer.InvalidRequest, "malformed Authorization header"),
 		}
 	}
-	return cred, nil
+	return c.value, nil
 }
 
 // ExternalVerifier verifies tokens of external OpenID Connect issuers:
@@ -274,8 +261,9 @@ func (s *Services) DropTokens(kids []string) {
 	s.tokens.DropKids(kids)
 }
 
-// Authenticate returns who r comes from, for service.
-func (s *Services) Authenticate(ctx context.Context, service string, r *http.Request) (Identity, *Failure) {
+// Authenticate returns who presents cred, for service. A service in mode
+// none takes any credential, even a missing or malformed one.
+func (s *Services) Authenticate(ctx context.Context, service string, cred Credential) (Identity, *Failure) {
 	s.init()
 	e, ok := s.entries[service]
 	if !ok {
@@ -285,18 +273,18 @@ func (s *Services) Authenticate(ctx context.Context, service string, r *http.Req
 	if e.svc.AuthMode == config.AuthNone {
 		return e.ids[TypeNone], nil
 	}
-	cred, f := credentials(r, name)
+	raw, f := credentials(cred, name)
 	if f != nil {
 		return Identity{}, f
 	}
 	// Keys never contain '.', and JWTs always do.
-	isJWT := strings.IndexByte(cred, '.') >= 0
+	isJWT := strings.IndexByte(raw, '.') >= 0
 	switch e.svc.AuthMode {
 	case config.AuthKey:
 		if isJWT {
 			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes keys, not tokens")
 		}
-		kt, err := e.keys.Validate(ctx, cred)
+		kt, err := e.keys.Validate(ctx, raw)
 		if err != nil {
 			return Identity{}, keyFailure(name, err)
 		}
@@ -313,14 +301,14 @@ func (s *Services) Authenticate(ctx context.Context, service string, r *http.Req
 				return Identity{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the signing keys cannot be read right now", err)}
 			}
 		}
-		key := tokencache.KeyOf(cred)
+		key := tokencache.KeyOf(raw)
 		if id, ok := s.tokens.Get(key); ok && id.Service == name {
 			return id, nil
 		}
 		if own {
-			return s.verifyOwn(ctx, name, cred, key)
+			return s.verifyOwn(ctx, name, raw, key)
 		}
-		return s.verifyEntra(ctx, e, cred, key)
+		return s.verifyEntra(ctx, e, raw, key)
 	}
 	return Identity{}, &Failure{Err: apierror.New(apierror.Internal, "unknown auth mode")}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
@@ -28,6 +29,11 @@ func setup(t *testing.T) (*Services, *Callers, keyring.Keys, *secretstore.Store)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	// The keys exist, as the rotator creates them.
+	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return rotation.Policy{Period: rotation.DefaultPeriod} }}
+	if err := rot.Provision(context.Background(), "iris"); err != nil {
+		t.Fatal(err)
+	}
 	ring := keyring.New(store, []string{"iris"}, nil)
 	keys, err := ring.Get(context.Background(), "iris")
 	if err != nil {
@@ -37,14 +43,6 @@ func setup(t *testing.T) (*Services, *Callers, keyring.Keys, *secretstore.Store)
 		t.Fatal(err)
 	}
 	return &Services{Config: cfg, Keys: ring}, &Callers{Keys: ring}, keys, store
-}
-
-func request(auth ...string) *http.Request {
-	r := httptest.NewRequest("GET", "/", nil)
-	for _, a := range auth {
-		r.Header.Add("Authorization", a)
-	}
-	return r
 }
 
 func TestAuthenticate(t *testing.T) {
@@ -73,7 +71,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, f := s.Authenticate(context.Background(), tt.service, request(tt.auth...))
+			got, f := s.Authenticate(context.Background(), tt.service, FromHeader(tt.auth))
 			if tt.code == "" {
 				if f != nil || got.Service != tt.want.Service || got.Subject != tt.want.Subject ||
 					got.AuthType != tt.want.AuthType || got.KeyType != tt.want.KeyType {
@@ -101,7 +99,7 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 	s, _, keys, store := setup(t)
 	fresh := &Services{Config: s.Config, Keys: keyring.New(store, []string{"iris"}, nil)}
 	store.Close()
-	_, f := fresh.Authenticate(context.Background(), "iris", request("Bearer "+keys.PrimaryKey))
+	_, f := fresh.Authenticate(context.Background(), "iris", FromHeader([]string{"Bearer " + keys.PrimaryKey}))
 	if f == nil || f.Err.Code != apierror.Unavailable || f.Challenge != "" {
 		t.Fatalf("with the store down: %+v; want Unavailable without a challenge", f)
 	}
@@ -121,16 +119,16 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, f := admin.Authenticate(context.Background(), request("Bearer "+sec.Value)); f != nil || c.Subject != "admin" {
+	if c, f := admin.Authenticate(context.Background(), FromHeader([]string{"Bearer " + sec.Value})); f != nil || c.Subject != "admin" {
 		t.Fatalf("admin key: %+v, %v", c, f)
 	}
 	for _, auth := range [][]string{nil, {"Bearer " + keys.PrimaryKey}, {"Bearer x y"}} {
-		if _, f := admin.Authenticate(context.Background(), request(auth...)); f == nil {
+		if _, f := admin.Authenticate(context.Background(), FromHeader(auth)); f == nil {
 			t.Errorf("admin accepted %q", auth)
 		}
 	}
 	// The admin key is not a service key.
-	if _, f := s.Authenticate(context.Background(), "iris", request("Bearer "+sec.Value)); f == nil {
+	if _, f := s.Authenticate(context.Background(), "iris", FromHeader([]string{"Bearer " + sec.Value})); f == nil {
 		t.Error("the admin key passed as a service key")
 	}
 }

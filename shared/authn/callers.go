@@ -3,7 +3,6 @@ package authn
 import (
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -90,17 +89,17 @@ type Callers struct {
 	Audiences []string
 }
 
-// Authenticate returns the caller of r.
-func (c *Callers) Authenticate(ctx context.Context, r *http.Request) (Caller, *Failure) {
-	cred, f := credentials(r, AdminRealm)
+// Authenticate returns the caller who presents cred.
+func (c *Callers) Authenticate(ctx context.Context, cred Credential) (Caller, *Failure) {
+	raw, f := credentials(cred, AdminRealm)
 	if f != nil {
 		return Caller{}, f
 	}
-	if strings.IndexByte(cred, '.') < 0 {
+	if strings.IndexByte(raw, '.') < 0 {
 		if c.AdminKeyDisabled {
 			return Caller{}, unauthorized(AdminRealm, bearer.InvalidToken, "the administrator key is switched off: present a token of a configured issuer")
 		}
-		if err := c.Keys.ValidateAdmin(ctx, cred); err != nil {
+		if err := c.Keys.ValidateAdmin(ctx, raw); err != nil {
 			return Caller{}, keyFailure(AdminRealm, err)
 		}
 		return Caller{Subject: AdminSubject, admin: true}, nil
@@ -108,7 +107,7 @@ func (c *Callers) Authenticate(ctx context.Context, r *http.Request) (Caller, *F
 	if c.OIDC == nil || len(c.Audiences) == 0 {
 		return Caller{}, unauthorized(AdminRealm, bearer.InvalidToken, "no token issuer is configured for callers: use the administrator key")
 	}
-	claims, err := c.OIDC.Verify(ctx, cred, c.Audiences)
+	claims, err := c.OIDC.Verify(ctx, raw, c.Audiences)
 	if err != nil {
 		if errors.Is(err, oidc.ErrUnavailable) {
 			return Caller{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the issuer's keys cannot be read right now", err)}
@@ -118,9 +117,10 @@ func (c *Callers) Authenticate(ctx context.Context, r *http.Request) (Caller, *F
 	return Caller{Subject: claims.Subject, roles: claims.Roles}, nil
 }
 
-// Authorize authenticates the caller of r and checks right for service.
-func (c *Callers) Authorize(ctx context.Context, r *http.Request, right Right, service string) (Caller, *Failure) {
-	caller, f := c.Authenticate(ctx, r)
+// Authorize authenticates the caller who presents cred and checks right
+// for service.
+func (c *Callers) Authorize(ctx context.Context, cred Credential, right Right, service string) (Caller, *Failure) {
+	caller, f := c.Authenticate(ctx, cred)
 	if f != nil {
 		return Caller{}, f
 	}

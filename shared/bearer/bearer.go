@@ -23,10 +23,17 @@ var (
 	ErrMalformed = errors.New("bearer: malformed bearer credentials")
 )
 
-// Parse returns the credentials of r's Bearer Authorization header. The
-// scheme is case-insensitive; exactly one header must be present.
+// Parse returns the credentials of r's Bearer Authorization header:
+// [ParseValues] of its values.
 func Parse(r *http.Request) (string, error) {
-	vals := r.Header["Authorization"] // the canonical key, as net/http stores it
+	return ParseValues(r.Header["Authorization"]) // the canonical key, as net/http stores it
+}
+
+// ParseValues returns the credentials of a request's Authorization header
+// values: all of them, as [http.Header] holds them or as an event lists
+// them. The scheme is case-insensitive; exactly one header must be present
+// (none is [ErrMissing], more than one [ErrMalformed]).
+func ParseValues(vals []string) (string, error) {
 	switch len(vals) {
 	case 0:
 		return "", ErrMissing

@@ -46,6 +46,10 @@ func TestParse(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("Parse(%q) = %q, %v; want %q, %v", tt.headers, got, err, tt.want, tt.wantErr)
 			}
+			got, err = ParseValues(tt.headers)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Fatalf("ParseValues(%q) = %q, %v; want %q, %v", tt.headers, got, err, tt.want, tt.wantErr)
+			}
 		})
 	}
 }

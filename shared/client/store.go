@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
@@ -15,18 +16,20 @@ import (
 // raw token, content type [TokenContentType], expiry the token's exp, and
 // tags [TagRefreshAfter] and [TagExpiryOn] in Unix seconds (decimal), beside
 // managed-by=modelauth, kind=token and service=<service>.
+// The names are package keysecret's, the owner of the stored secrets'
+// contract.
 const (
 	// TagRefreshAfter is the tag holding the token's refreshAfter.
-	TagRefreshAfter = "refreshAfter"
+	TagRefreshAfter = keysecret.TagRefreshAfter
 	// TagExpiryOn is the tag holding the token's expiryOn (its exp).
-	TagExpiryOn = "expiryOn"
+	TagExpiryOn = keysecret.TagExpiryOn
 	// TokenContentType is the content type of a stored token.
-	TokenContentType = "application/jwt"
+	TokenContentType = keysecret.TokenContentType
 )
 
 // TokenSecret returns the name of the secret holding consumer's prefetched
 // token: "tok-" + consumer.
-func TokenSecret(consumer string) string { return "tok-" + consumer }
+func TokenSecret(consumer string) string { return keysecret.TokenSecret(consumer) }
 
 var (
 	// ErrNoToken: the store holds no token for the consumer (the secret

@@ -106,7 +106,7 @@ func newEnv(t testing.TB, alg string) *env {
 func (e *env) newSet() *signingkey.Set {
 	return signingkey.New(e.st, signingkey.Options{
 		Policy: e.policy, TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute,
-		ExpiryMargin: 30 * 24 * time.Hour, Now: e.clk.Now,
+		Now: e.clk.Now,
 	})
 }
 
@@ -827,7 +827,7 @@ func TestVerifyAcrossRotation(t *testing.T) {
 			e := newEnv(t, alg)
 			first := e.signer(t).Kid
 			e.clk.Advance(e.policy.Period - e.policy.PublishAhead)
-			res, err := e.set.Rotate(ctx, false)
+			res, err := e.set.RotateIfDue(ctx)
 			if err != nil || res.Outcome != signingkey.Rotated {
 				t.Fatalf("Rotate when due = %+v, %v; want rotated", res, err)
 			}
@@ -876,7 +876,7 @@ func TestVerifyRetiredKeyAfterRetention(t *testing.T) {
 			ctx := context.Background()
 			e := newEnv(t, alg)
 			e.clk.Advance(e.policy.Period - e.policy.PublishAhead)
-			res, err := e.set.Rotate(ctx, false)
+			res, err := e.set.RotateIfDue(ctx)
 			if err != nil || res.Outcome != signingkey.Rotated {
 				t.Fatalf("Rotate when due = %+v, %v; want rotated", res, err)
 			}

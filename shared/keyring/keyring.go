@@ -25,35 +25,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/cache"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
-// KeyType names one of a service's two keys.
-type KeyType string
+// Names of the key-secret contract (package keysecret), kept here for
+// callers not yet moved to keysecret.
+type KeyType = keysecret.KeyType
 
-// Key types, spelled as Azure ML spells them.
+// Key types.
 const (
-	Primary   KeyType = "Primary"
-	Secondary KeyType = "Secondary"
+	Primary   = keysecret.Primary
+	Secondary = keysecret.Secondary
 )
 
-// ParseKeyType accepts "Primary" or "Secondary" in any case.
-func ParseKeyType(s string) (KeyType, bool) {
-	switch {
-	case strings.EqualFold(s, string(Primary)):
-		return Primary, true
-	case strings.EqualFold(s, string(Secondary)):
-		return Secondary, true
-	}
-	return "", false
-}
+// ParseKeyType is keysecret.ParseKeyType.
+var ParseKeyType = keysecret.ParseKeyType
 
 // Errors.
 var (
@@ -66,56 +57,27 @@ var (
 	ErrUnknownService = errors.New("keyring: unknown service")
 	// ErrDisabled: the newest version of a key's secret is disabled.
 	ErrDisabled = errors.New("keyring: the newest version of a key is disabled")
-	// ErrKeyInUse: a user-supplied key is already some key (of any service,
-	// or the administrator key).
-	ErrKeyInUse = errors.New("keyring: that key value is already in use")
-	// ErrWritten: the new key was written, and took effect on this instance,
-	// but the keys could not be read back.
-	ErrWritten = errors.New("keyring: key written, but the keys could not be read back")
 )
 
-// Secret names of design.md section 4.
-const AdminKeySecret = "admin-key"
-
-// ActiveSecret returns the name of the secret holding a copy of a service's
-// active key: what clients read. Its tag "slot" names the key it copies.
-func ActiveSecret(service string) string { return "svc-" + service + "-active" }
-
-// Tags on key secrets (design.md section 4).
+// Secret names and tags: package keysecret's.
 const (
-	TagState     = "state"     // "current" or "staged"
-	TagRotation  = "rotation"  // the id of the rotation that staged a version
-	TagActivated = "activated" // Unix seconds when a version became current
-	TagSlot      = "slot"      // on the active copy: "primary" or "secondary"
-	StateCurrent = "current"
-	StateStaged  = "staged"
+	AdminKeySecret = keysecret.AdminKeySecret
+	TagState       = keysecret.TagState
+	TagRotation    = keysecret.TagRotation
+	TagActivated   = keysecret.TagActivated
+	TagSlot        = keysecret.TagSlot
+	StateCurrent   = keysecret.StateCurrent
+	StateStaged    = keysecret.StateStaged
 )
 
-// ServiceTags returns the tags of a new current version of a service key.
-func ServiceTags(service string) map[string]string {
-	return map[string]string{"managed-by": "modelauth", "kind": "service-key", "service": service, TagState: StateCurrent}
-}
-
-// ActiveTags returns the tags of the active copy of kt's key.
-func ActiveTags(service string, kt KeyType) map[string]string {
-	return map[string]string{"managed-by": "modelauth", "kind": "active-key", "service": service, TagSlot: strings.ToLower(string(kt))}
-}
-
-// KeyTypeOfSlot reads an active copy's slot tag.
-func KeyTypeOfSlot(tags map[string]string) KeyType {
-	if strings.EqualFold(tags[TagSlot], string(Secondary)) {
-		return Secondary
-	}
-	return Primary
-}
-
-// KeySecret returns the secret name of one of a service's keys.
-func KeySecret(service string, kt KeyType) string {
-	if kt == Secondary {
-		return "svc-" + service + "-secondary"
-	}
-	return "svc-" + service + "-primary"
-}
+// Secret names and tags: package keysecret's.
+var (
+	ActiveSecret  = keysecret.ActiveSecret
+	KeySecret     = keysecret.KeySecret
+	ServiceTags   = keysecret.ServiceTags
+	ActiveTags    = keysecret.ActiveTags
+	KeyTypeOfSlot = keysecret.KeyTypeOfSlot
+)
 
 // Options tune a Ring. They are used as given: 0 means none, not a
 // default (see [DefaultOptions]).
@@ -125,10 +87,13 @@ type Options struct {
 	MaxStale           time.Duration    // how long past the TTL cached keys serve while the store fails
 	Now                func() time.Time // nil: time.Now
 	Logger             *slog.Logger     // nil: discard
-	// Expiry, if set, gives the exp of a service key version whose period
-	// counts from since: its due time plus 30 days, so that Key Vault's
-	// SecretNearExpiry arrives when the rotation is due.
-	Expiry func(service string, since time.Time) time.Time
+	// Provision, if set, creates a service's missing key secrets and
+	// converges its active copy ([rotation.Rotator.Provision]): the ring
+	// writes no service key itself. It is called when a read finds a key
+	// secret missing or the copy behind its key, and the keys are read
+	// again after it. Without it, missing keys make the service's keys
+	// unavailable.
+	Provision func(ctx context.Context, service string) error
 }
 
 // DefaultOptions returns the defaults: TTL 30s, RefreshMinInterval 1s,
@@ -178,7 +143,7 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 		})
 	}
 	r.sets[adminSetID] = r.newKeySet("admin", "", []slot{
-		{label: "admin", secret: AdminKeySecret, tags: map[string]string{"managed-by": "modelauth", "kind": "admin-key"}},
+		{label: "admin", secret: AdminKeySecret, tags: keysecret.Managed(keysecret.KindAdminKey)},
 	})
 	return r
 }
@@ -250,98 +215,18 @@ func keysOf(vals []read) Keys {
 	return k
 }
 
-// Regenerate replaces one of a service's keys with value, or with a new
-// random key when value is "". The old value stops working on this instance
-// at once and on others within the TTL. It returns the keys as the store
-// has them afterwards.
-func (r *Ring) Regenerate(ctx context.Context, service string, kt KeyType, value string) (Keys, error) {
-	ks, ok := r.sets[service]
-	if !ok || service == adminSetID {
-		return Keys{}, ErrUnknownService
+// Replaced puts value in the cache as service's kt key at once, in place of
+// the old one (which stops working on this instance), keeping the cached
+// read's age: a regenerated key ([rotation.Rotator.Regenerate]).
+func (r *Ring) Replaced(service string, kt KeyType, value string) {
+	if ks, ok := r.sets[service]; ok && service != adminSetID {
+		ks.replace(string(kt), value)
 	}
-	if value == "" {
-		var err error
-		if value, err = apikey.Generate(); err != nil {
-			return Keys{}, err
-		}
-	} else if err := apikey.Check(value); err != nil {
-		return Keys{}, err
-	} else if r.inUse(ctx, value) {
-		return Keys{}, ErrKeyInUse
-	}
-	i := 0
-	if kt == Secondary {
-		i = 1
-	}
-	sl := ks.slots[i]
-	// The new version keeps the slot's place in rotation: current, with
-	// the same activation time.
-	tags := maps.Clone(sl.tags)
-	versions, err := r.store.ListVersions(ctx, sl.secret)
-	if err != nil && secretstore.Code(err) != secretstore.NotFound {
-		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	for _, v := range versions { // newest first: the slot's current version
-		if v.Tags[TagState] == StateStaged {
-			continue
-		}
-		if a := v.Tags[TagActivated]; a != "" {
-			tags[TagActivated] = a
-		}
-		break
-	}
-	since := r.opts.Now()
-	if a, err := strconv.ParseInt(tags[TagActivated], 10, 64); err == nil {
-		since = time.Unix(a, 0)
-	}
-	if _, err := r.store.SetSecret(ctx, sl.secret, secretstore.SetParams{
-		Value: value, Enabled: true, Tags: tags, Expires: r.expiry(service, sl, since),
-	}); err != nil {
-		return Keys{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	// The old value stops working here at once, even if a write or the
-	// read below fails (the active copy of it too: same label).
-	ks.replace(sl.label, value)
-	// Read the copy after the write: a rotation activating this key at the
-	// same moment has then either written the copy already (and it is
-	// fixed here) or will see this write above its value and stand down.
-	active, err := r.store.GetSecret(ctx, ActiveSecret(service), "")
-	if err != nil && secretstore.Code(err) != secretstore.NotFound {
-		return Keys{}, fmt.Errorf("%w: reading %s: %w", ErrWritten, ActiveSecret(service), err)
-	}
-	if err == nil && KeyTypeOfSlot(active.Tags) == kt {
-		// Replacing the active key: its copy must follow, or validators
-		// would keep accepting the old value through it.
-		copyTags := ActiveTags(service, kt)
-		if a := tags[TagActivated]; a != "" {
-			copyTags[TagActivated] = a
-		}
-		if _, err := r.store.SetSecret(ctx, ActiveSecret(service), secretstore.SetParams{
-			Value: value, Enabled: true, Tags: copyTags,
-		}); err != nil {
-			return Keys{}, fmt.Errorf("%w: updating %s: %w", ErrWritten, ActiveSecret(service), err)
-		}
-	}
-	keys, err := r.Get(ctx, service)
-	if err != nil {
-		return Keys{}, fmt.Errorf("%w: %w", ErrWritten, err)
-	}
-	return keys, nil
 }
 
-// expiry is the exp of a new version of sl whose period counts from since;
-// nil for the active copy, the administrator key, or without Options.Expiry.
-func (r *Ring) expiry(service string, sl slot, since time.Time) *time.Time {
-	if r.opts.Expiry == nil || sl.active || service == "" {
-		return nil
-	}
-	e := r.opts.Expiry(service, since)
-	return &e
-}
-
-// inUse reports whether value is already the administrator key or one of
+// InUse reports whether value is already the administrator key or one of
 // any service's keys, as far as the cached keys tell.
-func (r *Ring) inUse(ctx context.Context, value string) bool {
+func (r *Ring) InUse(ctx context.Context, value string) bool {
 	for _, ks := range r.sets {
 		if _, err := ks.match(ctx, value); err == nil {
 			return true
@@ -354,10 +239,9 @@ type slot struct {
 	label  string
 	secret string
 	tags   map[string]string
-	// active marks a service's active copy: created from the Primary,
-	// labelled with the key type its slot tag names.
-	active  bool
-	initial string // the value to create the secret with; "" for a new key
+	// active marks a service's active copy, labelled with the key type its
+	// slot tag names.
+	active bool
 }
 
 // read is one slot's newest version as load read it.
@@ -434,33 +318,59 @@ func (ks *keySet) reload(ctx context.Context) ([]read, error) {
 	return vals, nil
 }
 
-// load reads every slot's newest version, creating missing secrets. A slot
-// whose newest version is disabled gets the value "" and accepts nothing.
+// load reads every slot's newest version. A slot whose newest version is
+// disabled gets the value "" and accepts nothing. A service's missing key
+// secrets, or an active copy behind its key, are handed to
+// Options.Provision and read again; the administrator key is created here.
 // The cache serialises calls.
 func (ks *keySet) load(ctx context.Context) (*snapshot, error) {
+	snap, provision, err := ks.read(ctx)
+	if err != nil || !provision || ks.ring.opts.Provision == nil {
+		if err == nil && snap == nil {
+			err = fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
+		}
+		return snap, err
+	}
+	// What Provision could not do (a disabled key it left alone, say)
+	// matters only if the keys are still missing.
+	perr := ks.ring.opts.Provision(ctx, ks.service)
+	if snap, _, err = ks.read(ctx); err == nil && snap == nil {
+		err = fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
+		if perr != nil {
+			err = fmt.Errorf("%w: creating them: %w", err, perr)
+		}
+	}
+	return snap, err
+}
+
+// read is one read of the set's secrets: nil and provision for a missing
+// secret; a snapshot and provision for an active copy behind its key.
+func (ks *keySet) read(ctx context.Context) (snap *snapshot, provision bool, err error) {
 	vals := make([]read, len(ks.slots))
 	var set apikey.Set
 	disabled := map[string]bool{}
+	missing := false
 	for i, sl := range ks.slots {
-		if sl.active {
-			// Created, when missing, as a copy of the Primary.
-			sl.tags = ActiveTags(ks.service, Primary)
-			sl.initial = vals[0].value
-		}
-		sec, err := ks.readOrCreate(ctx, sl)
+		sec, err := ks.get(ctx, sl)
 		switch {
 		case errors.Is(err, ErrDisabled):
 			disabled[sl.label] = true
 			continue
+		case errors.Is(err, errMissing):
+			missing = true
+			continue
 		case err != nil:
-			return nil, err
+			return nil, false, err
 		}
 		label := sl.label
 		if sl.active {
-			label = string(KeyTypeOfSlot(sec.Tags))
-			if sec, err = ks.converge(ctx, sec, vals); err != nil {
-				return nil, err
+			kt := KeyTypeOfSlot(sec.Tags)
+			label = string(kt)
+			key := vals[0]
+			if kt == Secondary {
+				key = vals[1]
 			}
+			provision = provision || keysecret.CopyLags(sec.Tags, sec.Value, key.tags, key.value)
 			if disabled[label] {
 				// An operator disabled that key: its copy goes with it.
 				vals[i] = read{"", sec.Tags}
@@ -470,34 +380,14 @@ func (ks *keySet) load(ctx context.Context) (*snapshot, error) {
 		vals[i] = read{sec.Value, sec.Tags}
 		set = set.Add(label, sec.Value)
 	}
-	return &snapshot{set: set, vals: vals}, nil
+	if missing {
+		return nil, true, nil
+	}
+	return &snapshot{set: set, vals: vals}, provision, nil
 }
 
-// converge settles a race between instances creating a service's first
-// keys: until the first rotation, the active copy must hold its key's
-// newest version, the one every instance converges on. After a rotation the
-// copy is the rotation's to move (shared/rotation). vals holds the keys
-// just read.
-func (ks *keySet) converge(ctx context.Context, copySec secretstore.Secret, vals []read) (secretstore.Secret, error) {
-	if copySec.Tags[TagActivated] != "" || copySec.Tags[TagRotation] != "" {
-		return copySec, nil
-	}
-	kt := KeyTypeOfSlot(copySec.Tags)
-	key := vals[0]
-	if kt == Secondary {
-		key = vals[1]
-	}
-	if key.value == "" || key.value == copySec.Value || key.tags[TagActivated] != "" || key.tags[TagState] == StateStaged {
-		return copySec, nil
-	}
-	if _, err := ks.ring.store.SetSecret(ctx, ActiveSecret(ks.service), secretstore.SetParams{
-		Value: key.value, Enabled: true, Tags: ActiveTags(ks.service, kt),
-	}); err != nil {
-		return copySec, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	copySec.Value = key.value
-	return copySec, nil
-}
+// errMissing: a service's key secret does not exist.
+var errMissing = errors.New("keyring: missing")
 
 // replace puts value in the cache as the key of the slot labelled label,
 // keeping the snapshot's age.
@@ -507,7 +397,10 @@ func (ks *keySet) replace(label, value string) {
 	})
 }
 
-func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (secretstore.Secret, error) {
+// get reads a slot's newest version: errMissing for a service's secret
+// that does not exist, ErrDisabled for a disabled one. The administrator
+// key is created when missing.
+func (ks *keySet) get(ctx context.Context, sl slot) (secretstore.Secret, error) {
 	store := ks.ring.store
 	sec, err := store.GetSecret(ctx, sl.secret, "")
 	switch secretstore.Code(err) {
@@ -516,16 +409,14 @@ func (ks *keySet) readOrCreate(ctx context.Context, sl slot) (secretstore.Secret
 			return sec, nil
 		}
 	case secretstore.NotFound:
-		v := sl.initial
-		if v == "" {
-			var gerr error
-			if v, gerr = apikey.Generate(); gerr != nil {
-				return sec, gerr
-			}
+		if ks.service != "" {
+			return sec, errMissing
 		}
-		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{
-			Value: v, Enabled: true, Tags: sl.tags, Expires: ks.ring.expiry(ks.service, sl, ks.ring.opts.Now()),
-		}); err != nil {
+		v, gerr := apikey.Generate()
+		if gerr != nil {
+			return sec, gerr
+		}
+		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: v, Enabled: true, Tags: sl.tags}); err != nil {
 			return sec, fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
 		}
 		ks.ring.opts.Logger.Info("key_created", "secret", sl.secret)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
@@ -130,10 +131,35 @@ func (m *memDriver) newest(name string) string {
 	return vs[len(vs)-1].Value
 }
 
+// policy is the services' rotation policy in these tests.
+var policy = rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
+
+// writer is the rotator that writes the keys of a ring over m, as the app
+// wires them: it creates them on the ring's first need, and regenerates.
+func writer(m *memDriver, c *fakeclock.Clock, r *Ring) *rotation.Rotator {
+	return &rotation.Rotator{Store: secretstore.New(m), Keys: r, Policy: func(string) rotation.Policy { return policy }, Now: c.Now}
+}
+
 func newRing(m *memDriver, c *fakeclock.Clock) *Ring {
-	return New(secretstore.New(m), []string{"iris", "other"}, &Options{
-		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
-	})
+	return newRingWith(m, c, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}, "iris", "other")
+}
+
+// newRingWith is a ring over m with opts (its clock set to c's) whose
+// missing keys a rotator creates.
+func newRingWith(m *memDriver, c *fakeclock.Clock, opts *Options, services ...string) *Ring {
+	o := *opts
+	o.Now = c.Now
+	o.Provision = func(ctx context.Context, service string) error { return writer(m, c, nil).Provision(ctx, service) }
+	return New(secretstore.New(m), services, &o)
+}
+
+// regenerate is regen_key as the keys function runs it: the rotator
+// writes, then the ring reads the keys back.
+func regenerate(m *memDriver, c *fakeclock.Clock, r *Ring, service string, kt KeyType, value string) (Keys, error) {
+	if err := writer(m, c, r).Regenerate(ctx, service, kt, value); err != nil {
+		return Keys{}, err
+	}
+	return r.Get(ctx, service)
 }
 
 var ctx = context.Background()
@@ -214,7 +240,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	if _, err := b.Validate(ctx, "iris", before.PrimaryKey); err != nil {
 		t.Fatal(err)
 	}
-	after, err := a.Regenerate(ctx, "iris", Primary, "")
+	after, err := regenerate(m, c, a, "iris", Primary, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +263,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	// A third instance that cached the old key keeps it at most one TTL.
 	c3 := newRing(m, c)
 	c3.Validate(ctx, "iris", after.PrimaryKey)
-	again, _ := a.Regenerate(ctx, "iris", Primary, strings.Repeat("k", 40))
+	again, _ := regenerate(m, c, a, "iris", Primary, strings.Repeat("k", 40))
 	if again.PrimaryKey != strings.Repeat("k", 40) {
 		t.Fatalf("user-supplied value not used: %+v", again)
 	}
@@ -248,7 +274,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	if _, err := c3.Validate(ctx, "iris", after.PrimaryKey); !errors.Is(err, ErrNoMatch) {
 		t.Errorf("after the TTL the replaced key is refused: %v", err)
 	}
-	if _, err := a.Regenerate(ctx, "iris", Primary, "short"); err == nil {
+	if _, err := regenerate(m, c, a, "iris", Primary, "short"); err == nil {
 		t.Error("a malformed user-supplied key was accepted")
 	}
 }
@@ -313,7 +339,7 @@ func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
 	if _, err := newRing(m, c).Validate(ctx, "iris", keys.PrimaryKey); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("cold ring during an outage: %v", err)
 	}
-	if _, err := newRing(m, c).Regenerate(ctx, "iris", Secondary, ""); !errors.Is(err, ErrUnavailable) {
+	if _, err := regenerate(m, c, newRing(m, c), "iris", Secondary, ""); !errors.Is(err, rotation.ErrUnavailable) {
 		t.Fatalf("regenerate during an outage: %v", err)
 	}
 }
@@ -366,7 +392,7 @@ func TestParseKeyType(t *testing.T) {
 
 func BenchmarkValidate(b *testing.B) {
 	m := newMem()
-	r := New(secretstore.New(m), []string{"iris"}, nil)
+	r := newRingWith(m, fakeclock.New(time.Unix(1e9, 0)), &Options{TTL: 30 * time.Second}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -405,7 +431,7 @@ func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
 
 func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0, Now: c.Now})
+	r := newRingWith(m, c, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	m.down.Store(true)
 	c.Advance(30 * time.Second)
@@ -419,8 +445,8 @@ func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
 	r := newRing(m, c)
 	before, _ := r.Get(ctx, "iris")
 	m.setBreaksGets.Store(true)
-	_, err := r.Regenerate(ctx, "iris", Primary, "")
-	if !errors.Is(err, ErrWritten) {
+	_, err := regenerate(m, c, r, "iris", Primary, "")
+	if !errors.Is(err, rotation.ErrWritten) {
 		t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
 	}
 	if _, err := r.Validate(ctx, "iris", before.PrimaryKey); !errors.Is(err, ErrNoMatch) {
@@ -445,7 +471,7 @@ func TestRegenerateRefusesAKeyInUse(t *testing.T) {
 		"admin key": m.newest(AdminKeySecret), "other service's key": other.PrimaryKey,
 		"own other slot": iris.SecondaryKey, "same value": iris.PrimaryKey,
 	} {
-		if _, err := r.Regenerate(ctx, "iris", Primary, v); !errors.Is(err, ErrKeyInUse) {
+		if _, err := regenerate(m, c, r, "iris", Primary, v); !errors.Is(err, rotation.ErrKeyInUse) {
 			t.Errorf("regen to the %s: %v; want ErrKeyInUse", name, err)
 		}
 	}
@@ -456,7 +482,7 @@ func TestRegenerateRefusesAKeyInUse(t *testing.T) {
 
 func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute, Now: c.Now})
+	r := newRingWith(m, c, &Options{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	m.throttle.Store(true) // asks for 10 s
 	c.Advance(5 * time.Second)
@@ -472,9 +498,8 @@ func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 
 func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	period := 30 * 24 * time.Hour
-	r := New(secretstore.New(m), []string{"iris"}, &Options{TTL: time.Second, Now: c.Now,
-		Expiry: func(service string, since time.Time) time.Time { return since.Add(period + period) }})
+	period := policy.Period // and the margin is as long
+	r := newRingWith(m, c, &Options{TTL: time.Second}, "iris")
 	if _, err := r.Get(ctx, "iris"); err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +517,7 @@ func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
 	m.versions["svc-iris-secondary"][0].Tags = map[string]string{TagState: StateCurrent, TagActivated: fmt.Sprint(c.Now().Add(-time.Hour).Unix())}
 	m.mu.Unlock()
 	c.Advance(24 * time.Hour)
-	if _, err := r.Regenerate(ctx, "iris", Secondary, ""); err != nil {
+	if _, err := regenerate(m, c, r, "iris", Secondary, ""); err != nil {
 		t.Fatal(err)
 	}
 	vs := m.versions["svc-iris-secondary"]

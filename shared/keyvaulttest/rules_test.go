@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 )
 
@@ -122,7 +122,7 @@ func TestLimits(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	t.Parallel()
-	kv := keyvaulttest.NewServer(t, &keyvaulttest.Options{Now: fixedClock(1_700_000_000)})
+	kv := keyvaulttest.NewServer(t, &keyvaulttest.Options{Now: fakeclock.New(time.Unix(1_700_000_000, 0)).Now})
 	tok := token(t, kv)
 	v1 := setRaw(t, kv, tok, "upd", map[string]any{
 		"value": "one", "contentType": "text/plain",
@@ -317,7 +317,7 @@ func TestAPIVersionRequired(t *testing.T) {
 
 func TestChallenge(t *testing.T) {
 	t.Parallel()
-	clock := &manualClock{t: time.Unix(1_700_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
 	kv := keyvaulttest.NewServer(t, &keyvaulttest.Options{Now: clock.Now, TokenLifetime: time.Hour})
 	wantChallenge := fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, kv.AuthorityHost, kv.TenantID, kv.Resource)
 	if want := "https://0.0.1:" + strings.TrimPrefix(kv.VaultURL, "https://127.0.0.1:"); kv.Resource != want {
@@ -339,7 +339,7 @@ func TestChallenge(t *testing.T) {
 	if r := do(t, kv, http.MethodPut, secretPath("c"), tok, map[string]any{"value": "v"}); r.status != http.StatusOK {
 		t.Fatalf("with a token: %d %s", r.status, r.body)
 	}
-	clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	check("expired token", tok)
 	// Another server's token is not accepted.
 	other := keyvaulttest.NewServer(t, nil)
@@ -468,26 +468,4 @@ func TestOptions(t *testing.T) {
 	}
 	kv.Close()
 	kv.Close() // twice is fine
-}
-
-// fixedClock is a clock that always says sec.
-func fixedClock(sec int64) func() time.Time {
-	return func() time.Time { return time.Unix(sec, 0) }
-}
-
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -49,8 +48,7 @@ func HTTPAuthorizer(s *authn.Services) func(ctx context.Context, req events.APIG
 		if !ok {
 			return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, nil
 		}
-		auth, n := header(req.Headers, "Authorization")
-		id, f := authenticate(ctx, s, service, auth, n)
+		id, f := authenticate(ctx, s, service, authn.FromHeader(header(req.Headers, "Authorization")))
 		if f != nil {
 			logDenied(ctx, "http", service, f)
 			return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, nil
@@ -67,35 +65,34 @@ func HTTPAuthorizer(s *authn.Services) func(ctx context.Context, req events.APIG
 func RESTTokenAuthorizer(s *authn.Services) func(ctx context.Context, req events.APIGatewayCustomAuthorizerRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 	return func(ctx context.Context, req events.APIGatewayCustomAuthorizerRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 		arn, ok := parseMethodARN(req.MethodArn)
-		n := 0
-		if req.AuthorizationToken != "" {
-			n = 1
-		}
-		return restAuthorize(ctx, s, "rest_token", req.MethodArn, arn, ok, "", req.AuthorizationToken, n)
+		// An empty token is a missing credential, as an empty header is.
+		cred := authn.FromHeader([]string{req.AuthorizationToken})
+		return restAuthorize(ctx, s, "rest_token", req.MethodArn, arn, ok, "", cred)
 	}
 }
 
 // RESTRequestAuthorizer returns a REST API Lambda authorizer of the
 // REQUEST type. The service is the one in the methodArn, which the Allow
 // policy must cover; a "service" path parameter, when present, must name
-// the same service. The credential
-// is the Authorization header, looked up without regard to case; more than
-// one denies. It answers as [RESTTokenAuthorizer] does.
+// the same service. The credential is the Authorization header, looked up
+// without regard to case; more than one, in the headers or the multi-value
+// headers, denies. It answers as [RESTTokenAuthorizer] does.
 func RESTRequestAuthorizer(s *authn.Services) func(ctx context.Context, req events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 	return func(ctx context.Context, req events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 		arn, ok := parseMethodARN(req.MethodArn)
-		auth, n := header(req.Headers, "Authorization")
-		if _, m := multiHeader(req.MultiValueHeaders, "Authorization"); m > n {
-			n = m
+		// The value is the headers' one; the multi-value headers tell
+		// whether the header was repeated (API Gateway sends both).
+		auth := header(req.Headers, "Authorization")
+		if m := multiHeader(req.MultiValueHeaders, "Authorization"); len(m) > 1 && len(m) > len(auth) {
+			auth = m
 		}
-		return restAuthorize(ctx, s, "rest_request", req.MethodArn, arn, ok, req.PathParameters["service"], auth, n)
+		return restAuthorize(ctx, s, "rest_request", req.MethodArn, arn, ok, req.PathParameters["service"], authn.FromHeader(auth))
 	}
 }
 
 // restAuthorize is the REST authorizers' decision: param is the service
-// path parameter ("" when none), auth the Authorization value and n the
-// number of Authorization headers.
-func restAuthorize(ctx context.Context, s *authn.Services, kind, methodArn string, arn methodARN, arnOK bool, param, auth string, n int) (events.APIGatewayCustomAuthorizerResponse, error) {
+// path parameter ("" when none) and cred the request's credential.
+func restAuthorize(ctx context.Context, s *authn.Services, kind, methodArn string, arn methodARN, arnOK bool, param string, cred authn.Credential) (events.APIGatewayCustomAuthorizerResponse, error) {
 	deny := denyPolicy(methodArn)
 	if !arnOK {
 		return deny, nil
@@ -106,9 +103,9 @@ func restAuthorize(ctx context.Context, s *authn.Services, kind, methodArn strin
 	if service == "" || param != "" && param != service {
 		return deny, nil
 	}
-	id, f := authenticate(ctx, s, service, auth, n)
+	id, f := authenticate(ctx, s, service, cred)
 	if f != nil {
-		if f.Err.Code == apierror.Unauthorized && missingBearer(auth, n) {
+		if f.Err.Code == apierror.Unauthorized && errors.Is(cred.Err(), bearer.ErrMissing) {
 			return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
 		}
 		logDenied(ctx, kind, service, f)
@@ -128,31 +125,10 @@ func restAuthorize(ctx context.Context, s *authn.Services, kind, methodArn strin
 	}, nil
 }
 
-// missingBearer reports whether one Authorization value carries no Bearer
-// credentials: empty, or another scheme.
-func missingBearer(auth string, n int) bool {
-	if n > 1 {
-		return false
-	}
-	_, err := bearer.ParseValue(auth)
-	return errors.Is(err, bearer.ErrMissing)
-}
-
-// authenticate asks s who a request with the Authorization value auth
-// (n such headers) comes from, for service. The identity is checked to be
-// for service.
-func authenticate(ctx context.Context, s *authn.Services, service, auth string, n int) (authn.Identity, *authn.Failure) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	if err != nil { // cannot happen: constant method and URL
-		return authn.Identity{}, &authn.Failure{Err: apierror.Wrap(apierror.Internal, "internal error", err)}
-	}
-	switch {
-	case n == 1:
-		r.Header["Authorization"] = []string{auth}
-	case n > 1: // two values: bearer.Parse refuses them as malformed
-		r.Header["Authorization"] = []string{auth, auth}
-	}
-	id, f := s.Authenticate(ctx, service, r)
+// authenticate asks s who presents cred, for service. The identity is
+// checked to be for service.
+func authenticate(ctx context.Context, s *authn.Services, service string, cred authn.Credential) (authn.Identity, *authn.Failure) {
+	id, f := s.Authenticate(ctx, service, cred)
 	if f == nil && id.Service != service {
 		return authn.Identity{}, &authn.Failure{Err: apierror.New(apierror.Internal, "the identity is for another service")}
 	}
@@ -196,31 +172,28 @@ func logDenied(ctx context.Context, kind, service string, f *authn.Failure) {
 	}
 }
 
-// header returns the value of the header name in h, compared without
-// regard to case, and how many keys of h name it.
-func header(h map[string]string, name string) (string, int) {
-	v, n := "", 0
-	for k, val := range h {
+// header returns the values of the header name in h: one for each key of
+// h that names it, compared without regard to case.
+func header(h map[string]string, name string) []string {
+	var vals []string
+	for k, v := range h {
 		if strings.EqualFold(k, name) {
-			v, n = val, n+1
+			vals = append(vals, v)
 		}
 	}
-	return v, n
+	return vals
 }
 
-// multiHeader is [header] for multi-value headers: the first value and the
-// number of values.
-func multiHeader(h map[string][]string, name string) (string, int) {
-	v, n := "", 0
-	for k, vals := range h {
+// multiHeader is [header] for multi-value headers: every value of every
+// key that names it.
+func multiHeader(h map[string][]string, name string) []string {
+	var vals []string
+	for k, vs := range h {
 		if strings.EqualFold(k, name) {
-			if n == 0 && len(vals) > 0 {
-				v = vals[0]
-			}
-			n += len(vals)
+			vals = append(vals, vs...)
 		}
 	}
-	return v, n
+	return vals
 }
 
 // httpAPIService returns the service of an HTTP API request: the path

@@ -95,6 +95,8 @@ func TestHTTPAuthorizer(t *testing.T) {
 		{name: "empty header", path: "/services/iris/score", headers: map[string]string{"authorization": ""}},
 		{name: "basic scheme", path: "/services/iris/score", headers: map[string]string{"authorization": "Basic " + e.iris.PrimaryKey}},
 		{name: "two headers", path: "/services/iris/score", headers: map[string]string{"authorization": bearerOf(e.iris.PrimaryKey), "Authorization": bearerOf(e.iris.PrimaryKey)}},
+		{name: "two headers, open service", path: "/services/open/score", headers: map[string]string{"authorization": "Bearer a", "Authorization": "Bearer a"},
+			want: map[string]any{"service": "open", "subject": "anonymous", "authType": "none", "keyType": "none"}},
 		{name: "joined headers", path: "/services/iris/score", headers: map[string]string{"authorization": bearerOf(e.iris.PrimaryKey) + "," + bearerOf(e.iris.PrimaryKey)}},
 		{name: "key for token service", path: "/services/tok/score", headers: map[string]string{"authorization": bearerOf(e.iris.PrimaryKey)}},
 		{name: "token for key service", path: "/services/iris/score", headers: map[string]string{"authorization": bearerOf(tok)}},
@@ -394,6 +396,14 @@ func TestRESTRequestAuthorizer(t *testing.T) {
 		{name: "no header", arn: irisArn, want: "Unauthorized"},
 		{name: "two headers", arn: irisArn, headers: map[string]string{"Authorization": key}, multi: map[string][]string{"Authorization": {key, key}}, want: "Deny"},
 		{name: "two header names", arn: irisArn, headers: map[string]string{"Authorization": key, "authorization": key}, want: "Deny"},
+		{name: "two multi-value header names", arn: irisArn, multi: map[string][]string{"Authorization": {key}, "authorization": {key}}, want: "Deny"},
+		// The value is read from the headers, which API Gateway always sends.
+		{name: "multi-value header only", arn: irisArn, multi: map[string][]string{"authorization": {key}}, want: "Unauthorized"},
+		{name: "empty header", arn: irisArn, headers: map[string]string{"Authorization": ""}, want: "Unauthorized"},
+		{name: "other scheme", arn: irisArn, headers: map[string]string{"Authorization": "Basic " + e.iris.PrimaryKey}, want: "Unauthorized"},
+		// Two headers are malformed, not missing: a Deny, even of another scheme.
+		{name: "two headers of another scheme", arn: irisArn, headers: map[string]string{"Authorization": "Basic a"}, multi: map[string][]string{"Authorization": {"Basic a", "Basic b"}}, want: "Deny"},
+		{name: "malformed", arn: irisArn, headers: map[string]string{"Authorization": "Bearer a b"}, want: "Deny"},
 		{name: "parameter disagrees", arn: irisArn, params: map[string]string{"service": "other"}, headers: map[string]string{"Authorization": bearerOf(e.other.PrimaryKey)}, want: "Deny"},
 		{name: "parameter, arn without service", arn: "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod/POST/models/iris/score", params: map[string]string{"service": "iris"}, headers: map[string]string{"Authorization": key}, want: "Deny"},
 		{name: "bad parameter", arn: irisArn, params: map[string]string{"service": "IRIS"}, headers: map[string]string{"Authorization": key}, want: "Deny"},

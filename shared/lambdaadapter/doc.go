@@ -28,8 +28,11 @@
 // unknown service denies, never allows; so does a path that could be read
 // two ways (a "." or ".." segment, an encoded "/", "." or "\", or a
 // backslash), and a path parameter that disagrees with the path. The
-// credential is the Authorization header ("Bearer <key or token>"),
-// checked exactly as the validate function checks it.
+// credential is the Authorization header ("Bearer <key or token>"): the
+// authorizers map it to an [authn.Credential] with [authn.FromHeader], as
+// the validate function maps its request's, so it is checked exactly as
+// validate checks it. A repeated header (two keys that differ only in
+// case, or a multi-value header with two values) is malformed and denies.
 //
 // An allowing REST policy grants execute-api:Invoke on
 // arn:aws:execute-api:<region>:<account>:<api>/<stage>/*/services/<service>/*

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/modelauth/modelauth/functions"
-	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/lambdaadapter"
+	"github.com/modelauth/modelauth/shared/timer"
 )
 
 // exampleApp is an app with the services of the tests, in a temporary
@@ -104,8 +104,8 @@ func ExampleHTTPHandler() {
 // lambda.Start(lambdaadapter.Scheduled(app.Timers())), with EventBridge
 // Scheduler's target input {"function":"rotatekeys"}.
 func ExampleScheduled() {
-	run := lambdaadapter.Scheduled(map[string]func(context.Context, azfunc.TimerInfo) error{
-		"rotatekeys": func(context.Context, azfunc.TimerInfo) error { return nil },
+	run := lambdaadapter.Scheduled(map[string]timer.Func{
+		"rotatekeys": func(context.Context, timer.Info) error { return nil },
 	})
 	out, err := run(context.Background(), lambdaadapter.ScheduledEvent{Function: "rotatekeys"})
 	fmt.Println(out, err)

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/modelauth/modelauth/shared/azfunc"
+	"github.com/modelauth/modelauth/shared/timer"
 )
 
 // ErrUnknownFunction is wrapped by the error [Scheduled] returns for an
@@ -24,19 +24,19 @@ type ScheduledEvent struct {
 
 // Scheduled returns the handler of EventBridge Scheduler invocations: it
 // runs the timer function that the event names (functions.App.Timers) with
-// a zero [azfunc.TimerInfo] (Scheduler keeps no schedule status) and
+// a zero [timer.Info] (Scheduler keeps no schedule status) and
 // returns a short outcome text. A name not in timers is an error wrapping
 // [ErrUnknownFunction]; a failed run returns the function's error, so that
 // Lambda counts the invocation as failed and Scheduler retries it by its
 // retry policy.
-func Scheduled(timers map[string]func(context.Context, azfunc.TimerInfo) error) func(ctx context.Context, ev ScheduledEvent) (string, error) {
+func Scheduled(timers map[string]timer.Func) func(ctx context.Context, ev ScheduledEvent) (string, error) {
 	known := strings.Join(slices.Sorted(maps.Keys(timers)), ", ")
 	return func(ctx context.Context, ev ScheduledEvent) (string, error) {
 		run, ok := timers[ev.Function]
 		if !ok {
 			return "", fmt.Errorf("%w %q (known: %s)", ErrUnknownFunction, ev.Function, known)
 		}
-		if err := run(ctx, azfunc.TimerInfo{}); err != nil {
+		if err := run(ctx, timer.Info{}); err != nil {
 			return "", fmt.Errorf("%s: %w", ev.Function, err)
 		}
 		return ev.Function + ": done", nil

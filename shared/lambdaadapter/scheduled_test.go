@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/lambdaadapter"
+	"github.com/modelauth/modelauth/shared/timer"
 )
 
 // TestScheduledApp runs the app's timer functions from the Scheduler
@@ -29,19 +29,19 @@ func TestScheduledApp(t *testing.T) {
 
 func TestScheduled(t *testing.T) {
 	boom := errors.New("store down")
-	var gotInfo azfunc.TimerInfo
+	var gotInfo timer.Info
 	ran := ""
-	run := lambdaadapter.Scheduled(map[string]func(context.Context, azfunc.TimerInfo) error{
-		"rotatekeys":     func(_ context.Context, ti azfunc.TimerInfo) error { ran, gotInfo = "rotatekeys", ti; return nil },
-		"prefetchtokens": func(context.Context, azfunc.TimerInfo) error { ran = "prefetchtokens"; return boom },
+	run := lambdaadapter.Scheduled(map[string]timer.Func{
+		"rotatekeys":     func(_ context.Context, ti timer.Info) error { ran, gotInfo = "rotatekeys", ti; return nil },
+		"prefetchtokens": func(context.Context, timer.Info) error { ran = "prefetchtokens"; return boom },
 	})
 	ctx := context.Background()
 
 	if got, err := run(ctx, lambdaadapter.ScheduledEvent{Function: "rotatekeys"}); err != nil || got != "rotatekeys: done" || ran != "rotatekeys" {
 		t.Errorf("rotatekeys = %q, %v (ran %q)", got, err, ran)
 	}
-	if gotInfo.ScheduleStatus != nil || gotInfo.IsPastDue {
-		t.Errorf("TimerInfo = %+v; want zero", gotInfo)
+	if gotInfo != (timer.Info{}) {
+		t.Errorf("timer.Info = %+v; want zero", gotInfo)
 	}
 	got, err := run(ctx, lambdaadapter.ScheduledEvent{Function: "prefetchtokens"})
 	if !errors.Is(err, boom) || got != "" || !strings.Contains(err.Error(), "prefetchtokens") {

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/client"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
@@ -244,16 +245,14 @@ func (p *Prefetcher) read(ctx context.Context, name string) (*client.Token, erro
 
 func (p *Prefetcher) write(ctx context.Context, c Consumer, tok *client.Token) error {
 	exp := tok.ExpiresOn
-	tags := map[string]string{
-		"managed-by": "modelauth", "kind": "token",
-		client.TagRefreshAfter: strconv.FormatInt(tok.RefreshAfter.Unix(), 10),
-		client.TagExpiryOn:     strconv.FormatInt(tok.ExpiresOn.Unix(), 10),
-	}
+	tags := keysecret.Managed(keysecret.KindToken)
+	tags[keysecret.TagRefreshAfter] = strconv.FormatInt(tok.RefreshAfter.Unix(), 10)
+	tags[keysecret.TagExpiryOn] = strconv.FormatInt(tok.ExpiresOn.Unix(), 10)
 	if c.Service != "" {
-		tags["service"] = c.Service
+		tags[keysecret.TagService] = c.Service
 	}
-	_, err := p.store.SetSecret(ctx, client.TokenSecret(c.Name), secretstore.SetParams{
-		Value: tok.AccessToken, ContentType: client.TokenContentType, Enabled: true, Expires: &exp, Tags: tags,
+	_, err := p.store.SetSecret(ctx, keysecret.TokenSecret(c.Name), secretstore.SetParams{
+		Value: tok.AccessToken, ContentType: keysecret.TokenContentType, Enabled: true, Expires: &exp, Tags: tags,
 	})
 	if err != nil {
 		return fmt.Errorf("writing the token: %w", err)

@@ -97,17 +97,10 @@ func (w *world) observe() error {
 }
 
 func newRotator(w *world) *rotation.Rotator {
-	ring := keyring.New(w.store, []string{service}, &keyring.Options{TTL: time.Nanosecond, Now: w.clock.Now})
-	return &rotation.Rotator{
-		Store:     w.store,
-		Validator: ring, // each process has its own validators
-		TTL:       30 * time.Second,
-		Policy: func(string) rotation.Policy {
-			return rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
-		},
-		Now:   w.clock.Now,
-		Sleep: func(_ context.Context, d time.Duration) error { w.clock.Advance(d); return nil },
-	}
+	// Each process has its own validators.
+	_, rot := wiring{ringTTL: time.Nanosecond, ttl: 30 * time.Second, now: w.clock.Now,
+		sleep: func(_ context.Context, d time.Duration) error { w.clock.Advance(d); return nil }}.wire(w.store)
+	return rot
 }
 
 // interleave runs two rotations of one service, due, under a seeded
@@ -128,7 +121,8 @@ func interleave(seed uint64) (stats string, err error) {
 	ctx := context.Background()
 
 	// The keys exist and were told; then a period passes.
-	if _, err := keyring.New(w.store, []string{service}, nil).Get(ctx, service); err != nil {
+	ring, _ := wiring{now: clock.Now}.wire(w.store)
+	if _, err := ring.Get(ctx, service); err != nil {
 		return "", err
 	}
 	if err := w.observe(); err != nil {
@@ -143,7 +137,7 @@ func interleave(seed uint64) (stats string, err error) {
 		actors[i] = &actor{id: i, permit: make(chan bool)}
 		r := newRotator(w)
 		go func() {
-			results[i], _ = r.Run(context.WithValue(ctx, actorKey{}, actors[i]), service, false)
+			results[i], _ = r.RotateIfDue(context.WithValue(ctx, actorKey{}, actors[i]), service)
 			s.events <- -1 - i
 		}()
 	}
@@ -179,7 +173,7 @@ func interleave(seed uint64) (stats string, err error) {
 	}
 
 	// A later run (the next timer tick) finishes whatever a crash left.
-	recovery, err := newRotator(w).Run(ctx, service, false)
+	recovery, err := newRotator(w).RotateIfDue(ctx, service)
 	if err != nil {
 		return "", fmt.Errorf("recovery run: %w", err)
 	}
@@ -194,12 +188,12 @@ func interleave(seed uint64) (stats string, err error) {
 			return
 		}
 		clock.Advance(31 * 24 * time.Hour)
-		if nx, e := newRotator(w).Run(ctx, service, false); e != nil || nx.Outcome != rotation.Completed {
+		if nx, e := newRotator(w).RotateIfDue(ctx, service); e != nil || nx.Outcome != rotation.Completed {
 			err = fmt.Errorf("the next due run: %+v %v", nx, e)
 			return
 		}
 		clock.Advance(6 * time.Hour)
-		if again, e := newRotator(w).Run(ctx, service, false); e != nil || again.Outcome != rotation.NotDue {
+		if again, e := newRotator(w).RotateIfDue(ctx, service); e != nil || again.Outcome != rotation.NotDue {
 			err = fmt.Errorf("the timer run 6h later: %+v %v", again, e)
 		}
 	}()

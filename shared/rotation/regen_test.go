@@ -31,18 +31,18 @@ func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
 	store := secretstore.New(drv)
 	w := &world{drv: drv, store: store, clock: clock, told: map[string]bool{}}
 	ctx := context.Background()
-	ring := keyring.New(store, []string{service}, &keyring.Options{TTL: time.Nanosecond, Now: clock.Now})
+	ring, rot := wiring{ringTTL: time.Nanosecond, now: clock.Now}.wire(store)
 	if _, err := ring.Get(ctx, service); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(31 * 24 * time.Hour)
-	if res, err := newRotator(w).Run(ctx, service, false); err != nil || res.Outcome != rotation.Completed {
+	if res, err := newRotator(w).RotateIfDue(ctx, service); err != nil || res.Outcome != rotation.Completed {
 		t.Fatalf("rotation: %+v %v", res, err)
 	}
 	revoked := drv.newest(keyring.ActiveSecret(service))
 	failCopy = true
-	_, err := ring.Regenerate(ctx, service, keyring.Secondary, "")
-	if !errors.Is(err, keyring.ErrWritten) {
+	err := rot.Regenerate(ctx, service, keyring.Secondary, "")
+	if !errors.Is(err, rotation.ErrWritten) {
 		t.Fatalf("regen with the copy write failing: %v; want ErrWritten", err)
 	}
 	fresh := drv.newest(keyring.KeySecret(service, keyring.Secondary))
@@ -50,7 +50,7 @@ func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
 		t.Fatal("the copy changed despite the failure")
 	}
 	clock.Advance(time.Hour)
-	if _, err := newRotator(w).Run(ctx, service, false); err != nil {
+	if _, err := newRotator(w).RotateIfDue(ctx, service); err != nil {
 		t.Fatal(err)
 	}
 	if got := drv.newest(keyring.ActiveSecret(service)); got != fresh {

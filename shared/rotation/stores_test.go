@@ -48,12 +48,8 @@ func openNamed(kind string) (*secretstore.Store, error) {
 }
 
 func fastRotator(store *secretstore.Store) *rotation.Rotator {
-	return &rotation.Rotator{
-		Store:     store,
-		Validator: keyring.New(store, []string{service}, &keyring.Options{TTL: fastTTL, RefreshMinInterval: 10 * time.Millisecond}),
-		TTL:       fastTTL,
-		Policy:    func(string) rotation.Policy { return fastPolicy },
-	}
+	_, rot := wiring{ringTTL: fastTTL, refreshMinInterval: 10 * time.Millisecond, ttl: fastTTL, policy: fastPolicy}.wire(store)
+	return rot
 }
 
 // child runs one rotation, starting at ROTATION_START (Unix ms), and prints
@@ -67,7 +63,7 @@ func child() int {
 	var start int64
 	fmt.Sscan(os.Getenv("ROTATION_START"), &start)
 	time.Sleep(time.Until(time.UnixMilli(start)))
-	res, err := fastRotator(store).Run(context.Background(), service, false)
+	res, err := fastRotator(store).RotateIfDue(context.Background(), service)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -109,7 +105,7 @@ func TestTwoProcesses(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			if _, err := keyring.New(store, []string{service}, nil).Get(ctx, service); err != nil {
+			if err := fastRotator(store).Provision(ctx, service); err != nil {
 				t.Fatal(err)
 			}
 			before := activeKey(t, store)
@@ -174,14 +170,13 @@ func TestStoreFaultsAtEachStep(t *testing.T) {
 					t.Fatal(err)
 				}
 				ctx := context.Background()
-				if _, err := keyring.New(store, []string{service}, nil).Get(ctx, service); err != nil {
+				ring, r := wiring{ringTTL: fastTTL, refreshMinInterval: 10 * time.Millisecond, ttl: 10 * time.Millisecond, policy: fastPolicy}.wire(store)
+				if _, err := ring.Get(ctx, service); err != nil {
 					t.Fatal(err)
 				}
 				told := activeKey(t, store)
-				r := fastRotator(store)
-				r.TTL = 10 * time.Millisecond
 				kv.InjectFault(op, f)
-				first, err1 := r.Run(ctx, service, true)
+				first, err1 := r.RotateNow(ctx, service)
 				kv.ClearFaults()
 				// The key told before works whatever happened.
 				if _, err := keyring.New(store, []string{service}, nil).Validate(ctx, service, told); err != nil {
@@ -189,7 +184,11 @@ func TestStoreFaultsAtEachStep(t *testing.T) {
 				}
 				// The retry (a timer's, or the operator's again): it resumes
 				// a staged rotation before anything else.
-				second, err2 := r.Run(ctx, service, first.Outcome != rotation.Completed)
+				rotate := r.RotateIfDue
+				if first.Outcome != rotation.Completed {
+					rotate = r.RotateNow
+				}
+				second, err2 := rotate(ctx, service)
 				if err2 != nil {
 					t.Fatalf("the next run: %v", err2)
 				}

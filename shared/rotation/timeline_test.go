@@ -26,14 +26,12 @@ func TestTimeline(t *testing.T) {
 	defer store.Close()
 	ctx := context.Background()
 	policy := rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
-	opts := &keyring.Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: clock.Now}
-	validators := []*keyring.Ring{keyring.New(store, []string{service}, opts), keyring.New(store, []string{service}, opts)}
-	rot := &rotation.Rotator{
-		Store: store, Validator: keyring.New(store, []string{service}, opts), TTL: opts.TTL,
-		Policy: func(string) rotation.Policy { return policy },
-		Now:    clock.Now,
-		Sleep:  func(_ context.Context, d time.Duration) error { clock.Advance(d); return nil },
-	}
+	w := wiring{ringTTL: 30 * time.Second, refreshMinInterval: time.Second, maxStale: 5 * time.Minute, ttl: 30 * time.Second,
+		policy: policy, now: clock.Now, sleep: func(_ context.Context, d time.Duration) error { clock.Advance(d); return nil }}
+	v0, _ := w.wire(store)
+	v1, _ := w.wire(store)
+	validators := []*keyring.Ring{v0, v1}
+	_, rot := w.wire(store)
 	readActive := func() string {
 		k, err := validators[0].Get(ctx, service)
 		if err != nil {
@@ -54,7 +52,7 @@ func TestTimeline(t *testing.T) {
 	for h := 0; h < days*24; h++ {
 		clock.Advance(tick)
 		if h%6 == 0 { // the timer
-			res, err := rot.Run(ctx, service, false)
+			res, err := rot.RotateIfDue(ctx, service)
 			if err != nil {
 				t.Fatalf("hour %d: %v", h, err)
 			}

@@ -1,9 +1,10 @@
 // Package secretstore is modelauth's portable secret store: one concrete
 // [Store] over a small driver interface, with Key Vault's rules.
 //
-// Two drivers exist: filestore (the embedded default, files on local disk)
-// and, later, Azure Key Vault. Both pass the conformance suite in
-// secretstore/drivertest, which pins the rules that [Store] documents.
+// Three drivers exist: filestore (the embedded default, files on local
+// disk), azurekeyvault (Azure Key Vault) and memstore (in memory, for
+// tests). All pass the conformance suite in secretstore/drivertest, which
+// pins the rules that [Store] documents.
 //
 // # Rules
 //
@@ -53,45 +54,29 @@ type (
 	Update     = driver.Update
 )
 
-// ErrorCode says what kind of failure an error is.
-type ErrorCode int
+// ErrorCode says what kind of failure an error is. It is the driver
+// package's type, so that drivers report the codes that [Code] returns
+// with no conversion.
+type ErrorCode = driver.ErrorCode
 
 // Error codes. The zero value, Unknown, is an unclassified failure.
 const (
-	Unknown ErrorCode = iota
+	Unknown = driver.Unknown
 	// NotFound: the secret or version does not exist.
-	NotFound
+	NotFound = driver.NotFound
 	// InvalidArgument: a name, tag or value breaks the rules.
-	InvalidArgument
+	InvalidArgument = driver.InvalidArgument
 	// PermissionDenied: the store refused the caller (401 or 403 in Key Vault).
-	PermissionDenied
+	PermissionDenied = driver.PermissionDenied
 	// Disabled: the version is disabled and cannot be read.
-	Disabled
+	Disabled = driver.Disabled
 	// Conflict: the store refused the write because of its state.
-	Conflict
+	Conflict = driver.Conflict
 	// Throttled: too many requests; try again later.
-	Throttled
+	Throttled = driver.Throttled
 	// Unavailable: the store could not be reached or failed.
-	Unavailable
+	Unavailable = driver.Unavailable
 )
-
-var codeNames = map[ErrorCode]string{
-	Unknown:          "Unknown",
-	NotFound:         "NotFound",
-	InvalidArgument:  "InvalidArgument",
-	PermissionDenied: "PermissionDenied",
-	Disabled:         "Disabled",
-	Conflict:         "Conflict",
-	Throttled:        "Throttled",
-	Unavailable:      "Unavailable",
-}
-
-func (c ErrorCode) String() string {
-	if s, ok := codeNames[c]; ok {
-		return s
-	}
-	return fmt.Sprintf("ErrorCode(%d)", int(c))
-}
 
 // Error is the error type of every [Store] method.
 type Error struct {
@@ -208,7 +193,7 @@ func (s *Store) wrap(op, name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	code := ErrorCode(s.d.ErrorCode(err))
+	code := s.d.ErrorCode(err)
 	if code == Unknown && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		code = Unavailable
 	}

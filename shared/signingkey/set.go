@@ -23,11 +23,12 @@ import (
 
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/jwk"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
 // SecretName is the secret whose versions are the signing keys.
-const SecretName = "signing-key"
+const SecretName = keysecret.SigningKeySecret
 
 // Algorithms.
 const (
@@ -40,11 +41,11 @@ const JWKSMaxAge = time.Hour
 
 // Tag names and values on signing-key versions.
 const (
-	TagKid       = "kid"
-	TagAlg       = "alg"
-	TagActivated = "activated"
-	TagState     = "state"
-	kindValue    = "signing-key"
+	TagKid       = keysecret.TagKid
+	TagAlg       = keysecret.TagAlg
+	TagActivated = keysecret.TagActivated
+	TagState     = keysecret.TagState
+	kindValue    = keysecret.KindSigningKey
 )
 
 // Errors.
@@ -86,11 +87,8 @@ type Options struct {
 	TTL                time.Duration
 	RefreshMinInterval time.Duration
 	MaxStale           time.Duration
-	// ExpiryMargin is added to a version's due time for its exp, so that
-	// Key Vault's SecretNearExpiry arrives when the rotation is due.
-	ExpiryMargin time.Duration
-	Now          func() time.Time // nil: time.Now
-	Logger       *slog.Logger     // nil: discard
+	Now                func() time.Time // nil: time.Now
+	Logger             *slog.Logger     // nil: discard
 }
 
 // Set is the signing keys of the app, read from the store and cached. It
@@ -306,31 +304,46 @@ type Result struct {
 	RevokedKid string
 }
 
-// Rotate writes the next key if one is due (or force is set and none
-// waits). The next key activates PublishAhead after it is written. It reads
-// the store first, not the cache. Concurrent rotations may each write a
-// key; that is harmless: every key is published before it signs, and the
-// later activation simply takes over later.
-func (s *Set) Rotate(ctx context.Context, force bool) (Result, error) {
+// RotateIfDue writes the next key if one is due (what the timer and Key
+// Vault's events run). The next key activates PublishAhead after it is
+// written. It reads the store first, not the cache. Concurrent rotations
+// may each write a key; that is harmless: every key is published before it
+// signs, and the later activation simply takes over later. The outcome is
+// logged: signing_key_rotation, or signing_key_rotation_failed.
+func (s *Set) RotateIfDue(ctx context.Context) (Result, error) {
+	res, err := s.rotate(ctx, false)
+	if err != nil {
+		s.opts.Logger.Error("signing_key_rotation_failed", "error", err.Error())
+		return res, err
+	}
+	s.opts.Logger.Info("signing_key_rotation", "outcome", string(res.Outcome), "kid", res.Kid)
+	return res, nil
+}
+
+// RotateNow writes the next key whether due or not, unless one already
+// waits (the rotate action, which logs its own audit event).
+func (s *Set) RotateNow(ctx context.Context) (Result, error) { return s.rotate(ctx, true) }
+
+func (s *Set) rotate(ctx context.Context, now bool) (Result, error) {
 	snap, err := s.cache.Reload(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	now := s.opts.Now()
-	t := Plan(snap.Value.versions, now, s.opts.Policy)
+	at := s.opts.Now()
+	t := Plan(snap.Value.versions, at, s.opts.Policy)
 	switch {
 	case t.Signer < 0:
-		v, err := s.write(ctx, ImmediateActivation(snap.Value.versions, now), Current)
+		v, err := s.write(ctx, ImmediateActivation(snap.Value.versions, at), Current)
 		if err != nil {
 			return Result{}, err
 		}
 		return s.finish(ctx, Result{Outcome: Created, Kid: v.Kid, Activates: v.Activated})
 	case t.Pending:
 		return Result{Outcome: Pending}, nil
-	case !force && !t.Due(now):
+	case !now && !t.Due(at):
 		return Result{Outcome: NotDue}, nil
 	}
-	v, err := s.write(ctx, now.Add(s.opts.Policy.PublishAhead), Next)
+	v, err := s.write(ctx, at.Add(s.opts.Policy.PublishAhead), Next)
 	if err != nil {
 		return Result{}, err
 	}
@@ -414,10 +427,9 @@ func (s *Set) forget(kid string) {
 }
 
 func (s *Set) tags(kid, alg string, activated time.Time, state State) map[string]string {
-	return map[string]string{
-		"managed-by": "modelauth", "kind": kindValue,
-		TagKid: kid, TagAlg: alg, TagActivated: strconv.FormatInt(activated.Unix(), 10), TagState: string(state),
-	}
+	t := keysecret.Managed(kindValue)
+	t[TagKid], t[TagAlg], t[TagActivated], t[TagState] = kid, alg, strconv.FormatInt(activated.Unix(), 10), string(state)
+	return t
 }
 
 // write generates a key of the policy's algorithm that signs from
@@ -437,7 +449,9 @@ func (s *Set) write(ctx context.Context, activated time.Time, state State) (Vers
 		return Version{}, err
 	}
 	activated = activated.Truncate(time.Second)
-	exp := activated.Add(p.Period - p.PublishAhead + s.opts.ExpiryMargin)
+	// Due for its successor when that is written, PublishAhead before
+	// this one's period ends.
+	exp := keysecret.Expiry(activated.Add(p.Period - p.PublishAhead))
 	props, err := s.store.SetSecret(ctx, SecretName, secretstore.SetParams{
 		Value:       string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		ContentType: "application/x-pem-file",
@@ -520,7 +534,7 @@ func (s *Set) notifyRemoved(prev, cur *snapshot) {
 }
 
 func versionOf(p secretstore.Properties) (Version, bool) {
-	if p.Tags["kind"] != kindValue || !ValidKid(p.Tags[TagKid]) {
+	if p.Tags[keysecret.TagKind] != kindValue || !ValidKid(p.Tags[TagKid]) {
 		return Version{}, false
 	}
 	act, err := strconv.ParseInt(p.Tags[TagActivated], 10, 64)

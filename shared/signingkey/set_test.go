@@ -34,7 +34,7 @@ func newStore(t *testing.T, clk *fakeclock.Clock) *secretstore.Store {
 func newSet(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy) *signingkey.Set {
 	return signingkey.New(st, signingkey.Options{
 		Policy: p, TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute,
-		ExpiryMargin: 30 * 24 * time.Hour, Now: clk.Now,
+		Now: clk.Now,
 	})
 }
 
@@ -77,11 +77,11 @@ func TestRotationLifecycle(t *testing.T) {
 			if again, _ := set.Signer(ctx); again.Kid != first.Kid {
 				t.Fatalf("second Signer wrote another key: %s, then %s", first.Kid, again.Kid)
 			}
-			if res, err := set.Rotate(ctx, false); err != nil || res.Outcome != signingkey.NotDue {
+			if res, err := set.RotateIfDue(ctx); err != nil || res.Outcome != signingkey.NotDue {
 				t.Fatalf("Rotate before due = %+v, %v; want not_due", res, err)
 			}
 			clk.Advance(p.Period - p.PublishAhead)
-			res, err := set.Rotate(ctx, false)
+			res, err := set.RotateIfDue(ctx)
 			if err != nil || res.Outcome != signingkey.Rotated {
 				t.Fatalf("Rotate when due = %+v, %v; want rotated", res, err)
 			}
@@ -89,7 +89,7 @@ func TestRotationLifecycle(t *testing.T) {
 				t.Fatalf("next key activates %v; want %v", res.Activates, want)
 			}
 			next := res.Kid
-			if res, _ := set.Rotate(ctx, true); res.Outcome != signingkey.Pending {
+			if res, _ := set.RotateNow(ctx); res.Outcome != signingkey.Pending {
 				t.Fatalf("forced Rotate with a key waiting = %q; want pending", res.Outcome)
 			}
 			pub, _ := set.Published(ctx)
@@ -260,7 +260,11 @@ func TestNoValidTokenRefused(t *testing.T) {
 				case 0:
 					clk.Advance(time.Duration(rng.Int64N(int64(40 * time.Minute))))
 				case 1:
-					res, err := sets[i].Rotate(ctx, rng.IntN(4) == 0)
+					rotate := sets[i].RotateIfDue
+					if rng.IntN(4) == 0 {
+						rotate = sets[i].RotateNow
+					}
+					res, err := rotate(ctx)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -13,6 +13,8 @@ import (
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
+	"github.com/modelauth/modelauth/shared/rotation"
+	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
 // TestOutageServesCachedKeysThenUnavailable: validators on Key Vault keep
@@ -25,6 +27,7 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 	c := fakeclock.New(time.Unix(2e9, 0))
 	ring := keyring.New(store, []string{"iris"}, &keyring.Options{
 		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
+		Provision: provisioner(store),
 	})
 	ctx := context.Background()
 	keys, err := ring.Get(ctx, "iris")
@@ -64,7 +67,8 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 func storeCallsUnderLoad(t testing.TB, n int, span, ttl, interval time.Duration) (gets int64, d time.Duration) {
 	kv := keyvaulttest.NewServer(t, nil)
 	store := openStore(t, kv, nil)
-	ring := keyring.New(store, []string{"iris"}, &keyring.Options{TTL: ttl, RefreshMinInterval: interval, MaxStale: time.Minute})
+	ring := keyring.New(store, []string{"iris"}, &keyring.Options{TTL: ttl, RefreshMinInterval: interval, MaxStale: time.Minute,
+		Provision: provisioner(store)})
 	ctx := context.Background()
 	keys, err := ring.Get(ctx, "iris") // creates the keys: not counted
 	if err != nil {
@@ -128,4 +132,11 @@ func BenchmarkStoreCallsUnderLoad(b *testing.B) {
 		b.ReportMetric(bound(d, ttl, interval), "bound")
 		b.ReportMetric(20000/d.Seconds(), "validations/s")
 	}
+}
+
+// provisioner creates a service's missing keys, as the app's rotator does
+// for its validators.
+func provisioner(store *secretstore.Store) func(context.Context, string) error {
+	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return rotation.Policy{Period: rotation.DefaultPeriod} }}
+	return rot.Provision
 }

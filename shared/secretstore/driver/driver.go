@@ -9,6 +9,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -57,21 +58,50 @@ type Update struct {
 	Tags        map[string]string
 }
 
-// ErrorCode classifies a driver error. The portable store maps it to
-// [github.com/modelauth/modelauth/shared/secretstore.ErrorCode].
+// ErrorCode says what kind of failure an error is. It is the one
+// definition of the codes: the portable store re-exports it as
+// [github.com/modelauth/modelauth/shared/secretstore.ErrorCode], with the
+// same constants, so a driver's ErrorCode reports the very code that
+// secretstore.Code returns.
 type ErrorCode int
 
-// Error codes a driver reports.
+// Error codes. The zero value, Unknown, is an unclassified failure.
 const (
 	Unknown ErrorCode = iota
+	// NotFound: the secret or version does not exist.
 	NotFound
+	// InvalidArgument: a name, tag or value breaks the rules.
 	InvalidArgument
+	// PermissionDenied: the store refused the caller (401 or 403 in Key Vault).
 	PermissionDenied
+	// Disabled: the version is disabled and cannot be read.
 	Disabled
+	// Conflict: the store refused the write because of its state.
 	Conflict
+	// Throttled: too many requests; try again later.
 	Throttled
+	// Unavailable: the store could not be reached or failed.
 	Unavailable
 )
+
+var codeNames = map[ErrorCode]string{
+	Unknown:          "Unknown",
+	NotFound:         "NotFound",
+	InvalidArgument:  "InvalidArgument",
+	PermissionDenied: "PermissionDenied",
+	Disabled:         "Disabled",
+	Conflict:         "Conflict",
+	Throttled:        "Throttled",
+	Unavailable:      "Unavailable",
+}
+
+// String returns the code's name, such as "NotFound".
+func (c ErrorCode) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("ErrorCode(%d)", int(c))
+}
 
 // Driver is a secret store with Key Vault's semantics. Implementations must
 // be safe for concurrent use.

@@ -1,0 +1,87 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/apikey"
+	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/secretstore"
+)
+
+// Errors of [Rotator.Regenerate].
+var (
+	// ErrKeyInUse: a user-supplied key is already some key (of any
+	// service, or the administrator key).
+	ErrKeyInUse = errors.New("rotation: that key value is already in use")
+	// ErrWritten: the new key was written, and took effect on this
+	// instance, but the active copy could not be moved to it; the next
+	// rotation run repairs the copy.
+	ErrWritten = errors.New("rotation: key written, but its active copy could not be updated")
+	// ErrUnavailable: the store could not be read or written; nothing
+	// changed.
+	ErrUnavailable = errors.New("rotation: the key store is unavailable")
+)
+
+// KeyCache is this instance's cache of the validators' keys, which a
+// regenerated key replaces at once: [keyring.Ring].
+type KeyCache interface {
+	// InUse reports whether value is already a key, of any service or the
+	// administrator's, as far as the cache tells.
+	InUse(ctx context.Context, value string) bool
+	// Replaced puts value in the cache as service's kt key, in place of
+	// the old one.
+	Replaced(service string, kt keysecret.KeyType, value string)
+}
+
+// Regenerate replaces service's kt key with value, or with a new random key
+// when value is "" (regen_key). The old value stops working on this
+// instance at once and on others within the key-cache TTL, through the
+// active copy too when kt is the active key. The new version keeps the
+// key's place in rotation: current, with the same activation time.
+func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.KeyType, value string) error {
+	if value == "" {
+		var err error
+		if value, err = apikey.Generate(); err != nil {
+			return err
+		}
+	} else if err := apikey.Check(value); err != nil {
+		return err
+	} else if r.Keys.InUse(ctx, value) {
+		return ErrKeyInUse
+	}
+	secret := keysecret.KeySecret(service, kt)
+	tags := keysecret.ServiceTags(service)
+	versions, err := r.Store.ListVersions(ctx, secret)
+	if err != nil && secretstore.Code(err) != secretstore.NotFound {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, v := range versions { // newest first: the key's current version
+		if v.Tags[keysecret.TagState] == keysecret.StateStaged {
+			continue
+		}
+		if a := v.Tags[keysecret.TagActivated]; a != "" {
+			tags[keysecret.TagActivated] = a
+		}
+		break
+	}
+	since := r.now()
+	if a, err := strconv.ParseInt(tags[keysecret.TagActivated], 10, 64); err == nil {
+		since = time.Unix(a, 0)
+	}
+	if _, err := r.Store.SetSecret(ctx, secret, secretstore.SetParams{
+		Value: value, Enabled: true, Tags: tags, Expires: r.Policy(service).expiry(since),
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// The old value stops working here at once, even if the copy's
+	// update below fails (the active copy of it too: same key type).
+	r.Keys.Replaced(service, kt, value)
+	if err := r.followRegen(ctx, service, kt, value, tags[keysecret.TagActivated]); err != nil {
+		return fmt.Errorf("%w: %w", ErrWritten, err)
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package rotation_test
+
+import (
+	"context"
+	"time"
+
+	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/rotation"
+	"github.com/modelauth/modelauth/shared/secretstore"
+)
+
+// wiring is how a test wires validators and a rotator over one store, as
+// the app does (functions/wire_rotation.go): the ring asks the rotator to
+// create missing keys, the rotator's target is the ring.
+type wiring struct {
+	ringTTL, refreshMinInterval, maxStale time.Duration
+	ttl                                   time.Duration // the target's: staging to finishing
+	policy                                rotation.Policy
+	now                                   func() time.Time
+	sleep                                 func(context.Context, time.Duration) error
+}
+
+var defaultPolicy = rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
+
+func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator) {
+	policy := w.policy
+	if policy == (rotation.Policy{}) {
+		policy = defaultPolicy
+	}
+	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return policy }, Now: w.now}
+	ring := keyring.New(store, []string{service}, &keyring.Options{
+		TTL: w.ringTTL, RefreshMinInterval: w.refreshMinInterval, MaxStale: w.maxStale, Now: w.now,
+		Provision: rot.Provision,
+	})
+	rot.Keys = ring
+	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: w.ttl, Now: w.now, Sleep: w.sleep}
+	return ring, rot
+}
