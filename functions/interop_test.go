@@ -23,7 +23,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 )
 
 // interopEnv is the app served over loopback HTTP at the issuer it signs
@@ -68,7 +68,7 @@ func newInteropEnv(t *testing.T, alg string) *interopEnv {
 	if srv.URL != base {
 		t.Fatalf("server at %s; want %s", srv.URL, base)
 	}
-	adm, err := a.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	adm, err := a.Store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

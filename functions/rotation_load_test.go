@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 )
 
 var rotationLoad = flag.Duration("rotation-load", 0, "run TestRotationUnderLoad this long (make bench runs it for 30s)")
@@ -54,7 +55,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		defer srv.Close()
 		servers = append(servers, srv)
 	}
-	adminSecret, err := first.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	adminSecret, err := first.Store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		if status != 200 || json.Unmarshal(body, &k) != nil {
 			t.Fatalf("get_keys: %d %s", status, body)
 		}
-		if k.ActiveKeyType == keyring.Secondary {
+		if k.ActiveKeyType == keysecret.Secondary {
 			return k.SecondaryKey
 		}
 		return k.PrimaryKey

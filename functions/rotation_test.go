@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/rotation"
 
@@ -62,7 +63,7 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 		t.Fatal(err)
 	}
 	e.a, e.h = a, a.Handler()
-	adm, err := a.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	adm, err := a.Store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ const rotServices = `{"services":[{"name":"svc"},{"name":"open","authMode":"none
 func TestRotateAction(t *testing.T) {
 	e := newRotEnv(t, rotServices)
 	k0 := e.keys("svc")
-	if k0.ActiveKeyType != keyring.Primary {
+	if k0.ActiveKeyType != keysecret.Primary {
 		t.Fatalf("new keys: active %s", k0.ActiveKeyType)
 	}
 	const path = "/api/services/svc/keys/rotate"
@@ -195,7 +196,7 @@ func TestRotateAction(t *testing.T) {
 	// Not due (the keys are new): rotate forces it. The inactive key is
 	// replaced and becomes active; the old active key still works.
 	r1 := rotate()
-	if r1.ActiveKeyType != keyring.Secondary || r1.Rotation.Outcome != "completed" || r1.Rotation.ID == "" || r1.Rotation.KeyType != "Secondary" {
+	if r1.ActiveKeyType != keysecret.Secondary || r1.Rotation.Outcome != "completed" || r1.Rotation.ID == "" || r1.Rotation.KeyType != "Secondary" {
 		t.Fatalf("first rotate = %+v", r1)
 	}
 	if r1.PrimaryKey != k0.PrimaryKey || r1.SecondaryKey == k0.SecondaryKey {
@@ -216,7 +217,7 @@ func TestRotateAction(t *testing.T) {
 
 	// Again: back to the Primary; the Secondary (active until now) works.
 	r2 := rotate()
-	if r2.ActiveKeyType != keyring.Primary || r2.Rotation.KeyType != "Primary" || r2.Rotation.ID == r1.Rotation.ID {
+	if r2.ActiveKeyType != keysecret.Primary || r2.Rotation.KeyType != "Primary" || r2.Rotation.ID == r1.Rotation.ID {
 		t.Fatalf("second rotate = %+v", r2)
 	}
 	if r2.SecondaryKey != r1.SecondaryKey || r2.PrimaryKey == k0.PrimaryKey {
@@ -228,7 +229,7 @@ func TestRotateAction(t *testing.T) {
 	if got := e.keyType("svc", k0.PrimaryKey); got != "" {
 		t.Errorf("the key replaced twice ago still validates")
 	}
-	active, err := e.a.Store.GetSecret(context.Background(), keyring.ActiveSecret("svc"), "")
+	active, err := e.a.Store.GetSecret(context.Background(), keysecret.ActiveSecret("svc"), "")
 	if err != nil || active.Value != r2.PrimaryKey {
 		t.Errorf("svc-svc-active does not hold the active key: %v", err)
 	}
@@ -332,7 +333,7 @@ func TestKeyVaultEvents(t *testing.T) {
 		t.Errorf("due event logs %q", logs)
 	}
 	k1 := e.keys("svc")
-	if k1.ActiveKeyType != keyring.Secondary || k1.PrimaryKey != k0.PrimaryKey || k1.SecondaryKey == k0.SecondaryKey {
+	if k1.ActiveKeyType != keysecret.Secondary || k1.PrimaryKey != k0.PrimaryKey || k1.SecondaryKey == k0.SecondaryKey {
 		t.Fatalf("after the due event: %+v", k1)
 	}
 	if e.keyType("svc", k0.PrimaryKey) != "Primary" {
@@ -354,7 +355,7 @@ func TestKeyVaultEvents(t *testing.T) {
 	// A period later, the next one is due.
 	e.advance(31 * 24 * time.Hour)
 	send(kvEvent("16", expired, "svc-svc-active", time.Now()))
-	if k := e.keys("svc"); k.ActiveKeyType != keyring.Primary || k.SecondaryKey != k1.SecondaryKey {
+	if k := e.keys("svc"); k.ActiveKeyType != keysecret.Primary || k.SecondaryKey != k1.SecondaryKey {
 		t.Fatalf("the second due event: %+v", k)
 	}
 	e.noKeysLogged(k0, k1)
@@ -381,7 +382,7 @@ func TestRotateKeysTimer(t *testing.T) {
 		t.Errorf("a rotated before it was due")
 	}
 	b1 := e.keys("b")
-	if b1.ActiveKeyType != keyring.Secondary || b1.PrimaryKey != b0.PrimaryKey {
+	if b1.ActiveKeyType != keysecret.Secondary || b1.PrimaryKey != b0.PrimaryKey {
 		t.Errorf("b did not rotate: %+v", b1)
 	}
 
@@ -396,7 +397,7 @@ func TestRotateKeysTimer(t *testing.T) {
 	if !failed || !strings.Contains(strings.Join(logs, "\n"), "rotatekeys: a: failed") {
 		t.Errorf("run with a broken: failed %v, logs %q", failed, logs)
 	}
-	if b2 := e.keys("b"); b2.ActiveKeyType != keyring.Primary || b2.SecondaryKey != b1.SecondaryKey {
+	if b2 := e.keys("b"); b2.ActiveKeyType != keysecret.Primary || b2.SecondaryKey != b1.SecondaryKey {
 		t.Errorf("b did not rotate after a failed: %+v", b2)
 	}
 	if !strings.Contains(e.log.String(), `"msg":"rotation_failed","service":"a"`) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 )
 
 // NewServer returns the HTTP server the custom handler runs h in.
@@ -52,7 +52,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	srv := NewServer(app.Handler(), log)
 	log.Info("handler_started", "address", ln.Addr().String(), "pid", os.Getpid(), "services", len(app.Config.Services),
-		"store", cmp.Or(s.KeyVaultURL, s.DataDir), "admin_key_secret", keyring.AdminKeySecret)
+		"store", cmp.Or(s.KeyVaultURL, s.DataDir), "admin_key_secret", keysecret.AdminKeySecret)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/logtest"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -74,7 +75,7 @@ func newTokenEnv(t *testing.T, edit func(*config.Settings)) *tokenEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	adm, err := a.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	adm, err := a.Store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

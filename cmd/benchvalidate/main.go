@@ -40,7 +40,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
 
@@ -438,7 +438,7 @@ func adminKey(dataDir string) (string, error) {
 		return "", err
 	}
 	defer store.Close()
-	admin, err := store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	admin, err := store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		return "", err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/modelauth/modelauth/functions"
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -116,7 +116,7 @@ func TestRotationCrash(t *testing.T) {
 				t.Fatalf("rotation_staged event %v; want a rotation of the Secondary", ev)
 			}
 			// The staged value, read from the store right away.
-			stagedVersion, stagedValue := crashNewest(t, store, "svc-iris-secondary", id, keyring.StateStaged)
+			stagedVersion, stagedValue := crashNewest(t, store, "svc-iris-secondary", id, keysecret.StateStaged)
 			stagedAt := time.Since(started)
 
 			if tc.reached != nil {
@@ -143,14 +143,14 @@ func TestRotationCrash(t *testing.T) {
 			if strings.Contains(logs, `"msg":"rotation_completed"`) || strings.Contains(logs, `"msg":"rotation_failed"`) {
 				t.Fatalf("the rotation ended before the kill:\n%s", logs)
 			}
-			wantState := keyring.StateStaged
+			wantState := keysecret.StateStaged
 			if tc.activated {
-				wantState = keyring.StateCurrent
+				wantState = keysecret.StateCurrent
 			}
 			if v, _ := crashNewest(t, store, "svc-iris-secondary", id, wantState); v != stagedVersion {
 				t.Fatalf("newest Secondary version after the kill = %s; want the staged %s", v, stagedVersion)
 			}
-			if cp, err := store.GetSecret(ctx, keyring.ActiveSecret("iris"), ""); err != nil {
+			if cp, err := store.GetSecret(ctx, keysecret.ActiveSecret("iris"), ""); err != nil {
 				t.Fatal(err)
 			} else if cp.Value != before.PrimaryKey {
 				t.Fatalf("the active copy changed before the kill")
@@ -194,17 +194,17 @@ func TestRotationCrash(t *testing.T) {
 			}
 
 			// The store: the staged version is current, and the copy holds it.
-			if v, val := crashNewest(t, store, "svc-iris-secondary", id, keyring.StateCurrent); v != stagedVersion || val != stagedValue {
+			if v, val := crashNewest(t, store, "svc-iris-secondary", id, keysecret.StateCurrent); v != stagedVersion || val != stagedValue {
 				t.Errorf("newest Secondary version after the recovery = %s; want the staged %s with the staged value", v, stagedVersion)
 			}
-			cp, err := store.GetSecret(ctx, keyring.ActiveSecret("iris"), "")
+			cp, err := store.GetSecret(ctx, keysecret.ActiveSecret("iris"), "")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if cp.Value != stagedValue {
 				t.Errorf("the active copy does not hold the value staged before the crash")
 			}
-			if cp.Tags[keyring.TagSlot] != "secondary" || cp.Tags[keyring.TagRotation] != id {
+			if cp.Tags[keysecret.TagSlot] != "secondary" || cp.Tags[keysecret.TagRotation] != id {
 				t.Errorf("active copy tags %v; want slot secondary, rotation %s", cp.Tags, id)
 			}
 
@@ -289,7 +289,7 @@ func crashOpenStore(t *testing.T, a *app, kv *keyvaulttest.Server) *secretstore.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	if _, err := store.GetSecret(context.Background(), keyring.AdminKeySecret, ""); err != nil {
+	if _, err := store.GetSecret(context.Background(), keysecret.AdminKeySecret, ""); err != nil {
 		t.Fatal(err)
 	}
 	return store
@@ -307,7 +307,7 @@ func crashNewest(t *testing.T, store *secretstore.Store, secret, id, state strin
 	if len(vs) == 0 {
 		t.Fatalf("%s has no versions", secret)
 	}
-	if vs[0].Tags[keyring.TagRotation] != id || vs[0].Tags[keyring.TagState] != state {
+	if vs[0].Tags[keysecret.TagRotation] != id || vs[0].Tags[keysecret.TagState] != state {
 		t.Fatalf("newest version of %s has tags %v; want rotation %s, state %s", secret, vs[0].Tags, id, state)
 	}
 	sec, err := store.GetSecret(ctx, secret, vs[0].Version)

@@ -71,6 +71,7 @@ func TestScoreStaysUnderScoringURI(t *testing.T) {
 	for _, tail := range []string{
 		"..%2f..%2fb%2fscore", "..%2F..%2Fb", "%2e%2e/%2e%2e/b/score", "%2E%2E/b", ".%2e/b", "../../b/score", "./x",
 		"..%5c..%5cb", `..\..\b`, "%252e%252e/b", "..%252f..%252fb", "..;/b", "%c0%ae%c0%ae/b", "%EF%BC%8E%EF%BC%8E/b",
+		"..%EF%BC%8F..%EF%BC%8Fb", "..%20/b", "..%00/b",
 	} {
 		t.Run(url.PathEscape(tail), func(t *testing.T) {
 			code, body := raw(t, "/api/services/a/score/"+tail)

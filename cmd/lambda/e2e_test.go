@@ -20,7 +20,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 )
@@ -314,7 +314,7 @@ func TestEmulator(t *testing.T) {
 		if got := f.ssm.Calls() - calls; got != 1 {
 			t.Errorf("the cold start made %d SSM calls; want 1", got)
 		}
-		adm, err := store.GetSecret(ctx, keyring.AdminKeySecret, "")
+		adm, err := store.GetSecret(ctx, keysecret.AdminKeySecret, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +327,7 @@ func TestEmulator(t *testing.T) {
 			if k.ActiveKeyType != "Primary" {
 				t.Errorf("%s: active key %q; want Primary", svc, k.ActiveKeyType)
 			}
-			if cp, err := store.GetSecret(ctx, keyring.ActiveSecret(svc), ""); err != nil || cp.Value != k.PrimaryKey {
+			if cp, err := store.GetSecret(ctx, keysecret.ActiveSecret(svc), ""); err != nil || cp.Value != k.PrimaryKey {
 				t.Errorf("%s: the vault's active copy is not get_keys' Primary (%v)", svc, err)
 			}
 			keys[svc] = k
@@ -456,7 +456,7 @@ func TestEmulator(t *testing.T) {
 			t.Fatalf("get_keys after the rotation: active %s, Primary unchanged %v, Secondary new %v; want the new Secondary active",
 				after.ActiveKeyType, after.PrimaryKey == before.PrimaryKey, after.SecondaryKey != before.SecondaryKey)
 		}
-		if cp, err := store.GetSecret(ctx, keyring.ActiveSecret("fast"), ""); err != nil || cp.Value != after.SecondaryKey {
+		if cp, err := store.GetSecret(ctx, keysecret.ActiveSecret("fast"), ""); err != nil || cp.Value != after.SecondaryKey {
 			t.Errorf("the vault's active copy is not the new Secondary (%v)", err)
 		}
 		// The authorizer instance accepts the new key and the previous one.

@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -83,7 +85,7 @@ func New(services *authn.Services, log *slog.Logger, opts *Options) *Function {
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        f.rewrite,
-		Transport:      f.opts.Transport,
+		Transport:      informational{f.opts.Transport},
 		ModifyResponse: f.modifyResponse,
 		ErrorHandler:   f.upstreamError,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
@@ -190,7 +192,7 @@ func (f *Function) modifyResponse(resp *http.Response) error {
 	if resp.ContentLength > f.opts.MaxBodyBytes {
 		return fmt.Errorf("upstream body of %d bytes exceeds %d", resp.ContentLength, f.opts.MaxBodyBytes)
 	}
-	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes, trailer: resp.Trailer}
+	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes, trailer: &resp.Trailer}
 	return nil
 }
 
@@ -215,15 +217,17 @@ func (f *Function) upstreamError(w http.ResponseWriter, r *http.Request, err err
 // end of the body, when the transport has filled in the trailers and
 // before the proxy copies them, it strips their X-ModelAuth-* names.
 type cappedBody struct {
-	rc      io.ReadCloser
-	left    int64
-	trailer http.Header
+	rc   io.ReadCloser
+	left int64
+	// trailer is the response's Trailer field: the transport sets a new
+	// map there for trailers the upstream did not announce.
+	trailer *http.Header
 }
 
 func (c *cappedBody) Read(p []byte) (int, error) {
 	n, err := c.read(p)
 	if err == io.EOF {
-		stripHeaders(c.trailer)
+		stripHeaders(*c.trailer)
 	}
 	return n, err
 }
@@ -247,3 +251,17 @@ func (c *cappedBody) read(p []byte) (int, error) {
 }
 
 func (c *cappedBody) Close() error { return c.rc.Close() }
+
+// informational strips X-ModelAuth-* headers from the upstream's 1xx
+// responses (103 Early Hints), which the proxy relays as they come, before
+// modifyResponse sees the final one. The hooks of the trace added here run
+// before the proxy's own, on the same header map.
+type informational struct{ rt http.RoundTripper }
+
+func (t informational) RoundTrip(r *http.Request) (*http.Response, error) {
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(_ int, h textproto.MIMEHeader) error {
+		stripHeaders(http.Header(h))
+		return nil
+	}}
+	return t.rt.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+}

@@ -2,11 +2,14 @@ package score
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"testing"
@@ -152,6 +155,7 @@ func TestPathJoinAndQuery(t *testing.T) {
 		{"/", "/api/services/m/score/x", "/x"},
 		{"", "/api/services/m/score/x%20y/%7Ez", "/x%20y/~z"},
 		{"/score", "/api/services/m/score/a.b/.hidden/..x/x../v1;p=1", "/score/a.b/.hidden/..x/x../v1;p=1"},
+		{"/score", "/api/services/m/score/caf%C3%A9/%E2%82%AC", "/score/caf%C3%A9/%E2%82%AC"},
 	}
 	for _, tt := range tests {
 		var got string
@@ -247,6 +251,15 @@ func TestTailRefusals(t *testing.T) {
 		{"three dots", ".../x", "x"},
 		{"fullwidth dots", "%EF%BC%8E%EF%BC%8E/x", "%EF%BC%A1/x"},
 		{"two dot leader", "%E2%80%A5/x", "x"},
+		{"vertical ellipsis", "%EF%B8%99/x", "x"},
+		{"two dot leader, vertical", "%EF%B8%B0/x", "x"},
+		{"fullwidth slash", "..%EF%BC%8F..%EF%BC%8Fadmin", "..a..admin"},
+		{"fullwidth backslash", "..%EF%BC%BC..%EF%BC%BCadmin", "..a..admin"},
+		{"small reverse solidus", "..%EF%B9%A8admin", "..admin"},
+		{"dot dot and a space", "..%20/x", "..a/x"},
+		{"dot dot and a tab", "..%09/x", "..a/x"},
+		{"NUL", "..%00/x", "..a/x"},
+		{"DEL", "a%7Fb", "ab"},
 		{"overlong dot", "%c0%ae%c0%ae/x", "x"},
 		{"overlong slash", "..%c0%afadmin", "..admin"},
 		{"truncated escape", "x%2", "x"},
@@ -286,14 +299,25 @@ func TestUpstreamCannotForgeIdentityHeaders(t *testing.T) {
 		w.Header()["x-modelauth-service"] = []string{"forged"}
 		w.Header()["X_ModelAuth_Auth_Type"] = []string{"forged"}
 		w.Header()["X-Model-Kept"] = []string{"kept"}
+		w.Header()["X-Modelauth-Early"] = []string{"forged"}
+		w.WriteHeader(http.StatusEarlyHints)
+		delete(w.Header(), "X-Modelauth-Early")
 		w.Header().Set("Trailer", "X-ModelAuth-Key-Type")
 		w.Write([]byte("ok"))
+		w.(http.Flusher).Flush()
 		w.Header().Set("X-ModelAuth-Key-Type", "forged")
+		w.Header().Set(http.TrailerPrefix+"X-ModelAuth-Unannounced", "forged")
 	}))
 	defer up.Close()
 	srv := httptest.NewServer(newFunction(t, up.URL, nil, nil))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/api/services/m/score")
+	var early []http.Header // the 1xx answers the client saw
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{Got1xxResponse: func(_ int, h textproto.MIMEHeader) error {
+		early = append(early, http.Header(h).Clone())
+		return nil
+	}})
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/services/m/score", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +326,10 @@ func TestUpstreamCannotForgeIdentityHeaders(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("X-Model-Kept") != "kept" {
 		t.Fatalf("response = %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	for _, h := range []http.Header{resp.Header, resp.Trailer} {
+	if len(early) != 1 {
+		t.Fatalf("the client saw %d 1xx answers; want the upstream's 103", len(early))
+	}
+	for _, h := range append(early, resp.Header, resp.Trailer) {
 		for name := range h {
 			if n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); strings.HasPrefix(n, "x-modelauth-") {
 				t.Errorf("the client got the upstream's %s: %q", name, h[name])

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // ErrTail is the cause of a refused path tail.
@@ -23,11 +25,13 @@ const routeSegments = 5
 // proxy before it, decodes and resolves again), Tail refuses every tail
 // that could: one holding an encoded slash or backslash (%2F, %5C), a
 // double encoding (%25), a backslash, invalid UTF-8 once decoded (overlong
-// forms of '.' and '/'), or a segment that, decoded and cut at its first
-// ';' (the path parameters that Tomcat and Jetty drop), is made only of
-// dots, including the Unicode dots that NFKC folds into '.', such as
-// U+FF0E. So what reaches the upstream is the scoringUri's path followed by
-// plain segments, whatever decoding the upstream does.
+// forms of '.' and '/'), a control character, a slash or backslash in a
+// compatibility form (U+FF0F, U+FF3C: NFKC folds them into ASCII), or a
+// segment that, decoded, NFKC-folded (U+FF0E, U+2025, U+FE19 become dots),
+// cut at its first ';' (the path parameters that Tomcat and Jetty drop) and
+// with trailing spaces trimmed (as IIS trims them), is made only of dots.
+// So what reaches the upstream is the scoringUri's path followed by plain
+// segments, whatever decoding the upstream does.
 func Tail(escapedPath string) (string, error) {
 	segs := strings.SplitN(escapedPath, "/", routeSegments+1)
 	if len(segs) <= routeSegments {
@@ -55,7 +59,16 @@ func Tail(escapedPath string) (string, error) {
 	if !utf8.ValidString(decoded) {
 		return "", errors.Join(ErrTail, errors.New("invalid UTF-8"))
 	}
-	for seg := range strings.SplitSeq(decoded, "/") {
+	if strings.ContainsFunc(decoded, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", errors.Join(ErrTail, errors.New("a control character"))
+	}
+	// What an upstream that folds compatibility forms reads: fullwidth
+	// dots, slashes and backslashes become ASCII ones.
+	folded := norm.NFKC.String(decoded)
+	if strings.Count(folded, "/") != strings.Count(decoded, "/") || strings.ContainsRune(folded, '\\') {
+		return "", errors.Join(ErrTail, errors.New("a slash or backslash in another form"))
+	}
+	for seg := range strings.SplitSeq(folded, "/") {
 		if dotsOnly(seg) {
 			return "", errors.Join(ErrTail, errors.New("a dot segment"))
 		}
@@ -71,20 +84,11 @@ func next(s string, i int) int {
 	return i + 1 + j
 }
 
-// dotsOnly reports whether seg, cut at its first ';', is one or more dots,
-// counting the Unicode characters that compatibility normalisation turns
-// into dots.
+// dotsOnly reports whether seg (NFKC-folded), cut at its first ';' and
+// with trailing spaces trimmed (as Windows servers trim them), is one or
+// more dots.
 func dotsOnly(seg string) bool {
 	seg, _, _ = strings.Cut(seg, ";")
-	if seg == "" {
-		return false
-	}
-	for _, r := range seg {
-		switch r {
-		case '.', '\uFF0E', '\uFE52', '\u2024', '\u2025', '\u2026':
-		default:
-			return false
-		}
-	}
-	return true
+	seg = strings.TrimRight(seg, " ")
+	return seg != "" && strings.Trim(seg, ".") == ""
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/oidc"
 	"github.com/modelauth/modelauth/shared/tokencache"
 )
@@ -239,7 +240,7 @@ func (s *Services) init() {
 				e.ids[TypeNone] = Identity{Service: svc.Name, Subject: "anonymous", AuthType: TypeNone}
 			case config.AuthKey:
 				e.keys, _ = s.Keys.Service(svc.Name)
-				for _, kt := range []keyring.KeyType{keyring.Primary, keyring.Secondary} {
+				for _, kt := range []keysecret.KeyType{keysecret.Primary, keysecret.Secondary} {
 					e.ids[string(kt)] = Identity{Service: svc.Name, Subject: keySubject(kt), AuthType: TypeKey, KeyType: string(kt)}
 				}
 			case config.AuthEntra:
@@ -372,11 +373,11 @@ func tokenFailure(realm string, err error) *Failure {
 
 // keySubject names the key a caller used, without allocating for the two
 // key types.
-func keySubject(kt keyring.KeyType) string {
+func keySubject(kt keysecret.KeyType) string {
 	switch kt {
-	case keyring.Primary:
+	case keysecret.Primary:
 		return "key:Primary"
-	case keyring.Secondary:
+	case keysecret.Secondary:
 		return "key:Secondary"
 	}
 	return "key:" + string(kt)

@@ -12,6 +12,7 @@ import (
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
@@ -115,7 +116,7 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 
 func TestAdmin(t *testing.T) {
 	s, admin, keys, store := setup(t)
-	sec, err := store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	sec, err := store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

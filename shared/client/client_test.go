@@ -16,7 +16,7 @@ import (
 	"github.com/modelauth/modelauth/functions"
 	"github.com/modelauth/modelauth/shared/client"
 	"github.com/modelauth/modelauth/shared/config"
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/oidctest"
 )
 
@@ -51,7 +51,7 @@ func newApp(t testing.TB) *app {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	adm, err := a.Store.GetSecret(context.Background(), keyring.AdminKeySecret, "")
+	adm, err := a.Store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

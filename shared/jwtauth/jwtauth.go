@@ -225,7 +225,7 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 	if len(claims.Audience) != 1 || claims.Audience[0] != service {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenInvalidAudience)
 	}
-	if claims.Subject == "" || claims.ExpiresAt == nil {
+	if strings.TrimSpace(claims.Subject) == "" || claims.ExpiresAt == nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)
 	}
 	if m := a.opts.MaxLifetime; m > 0 && (claims.IssuedAt == nil || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > m) {

@@ -62,6 +62,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"ISS after iss", `{"iss":"https://good/","ISS":"https://evil/"}`, jwtclaims.ErrDuplicate},
 		{"sub with a long s", `{"sub":"a","\u017fub":"b"}`, jwtclaims.ErrDuplicate},
 		{"iss with two long s", `{"iss":"a","i\u017f\u017f":"b"}`, jwtclaims.ErrDuplicate},
+		{"roles with a long s (6 bytes)", `{"roles":["x"],"role\u017f":["Keys.Admin"]}`, jwtclaims.ErrDuplicate},
 		{"escaped name", `{"exp":1,"\u0065xp":2}`, jwtclaims.ErrDuplicate},
 		{"aud twice", `{"aud":"a","aud":"b"}`, jwtclaims.ErrDuplicate},
 		{"appid twice", `{"appid":"a","APPID":"b"}`, jwtclaims.ErrDuplicate},

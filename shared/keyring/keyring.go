@@ -1,5 +1,5 @@
 // Package keyring keeps the keys that callers present, as hashes, for the
-// validators: each service's Primary and Secondary keys and the
+// validators: each service's keysecret.Primary and keysecret.Secondary keys and the
 // administrator key, read from the secret store and created there on first
 // need.
 //
@@ -33,19 +33,6 @@ import (
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
-// Names of the key-secret contract (package keysecret), kept here for
-// callers not yet moved to keysecret.
-type KeyType = keysecret.KeyType
-
-// Key types.
-const (
-	Primary   = keysecret.Primary
-	Secondary = keysecret.Secondary
-)
-
-// ParseKeyType is keysecret.ParseKeyType.
-var ParseKeyType = keysecret.ParseKeyType
-
 // Errors.
 var (
 	// ErrNoMatch: the presented key is not one of the keys.
@@ -57,26 +44,6 @@ var (
 	ErrUnknownService = errors.New("keyring: unknown service")
 	// ErrDisabled: the newest version of a key's secret is disabled.
 	ErrDisabled = errors.New("keyring: the newest version of a key is disabled")
-)
-
-// Secret names and tags: package keysecret's.
-const (
-	AdminKeySecret = keysecret.AdminKeySecret
-	TagState       = keysecret.TagState
-	TagRotation    = keysecret.TagRotation
-	TagActivated   = keysecret.TagActivated
-	TagSlot        = keysecret.TagSlot
-	StateCurrent   = keysecret.StateCurrent
-	StateStaged    = keysecret.StateStaged
-)
-
-// Secret names and tags: package keysecret's.
-var (
-	ActiveSecret  = keysecret.ActiveSecret
-	KeySecret     = keysecret.KeySecret
-	ServiceTags   = keysecret.ServiceTags
-	ActiveTags    = keysecret.ActiveTags
-	KeyTypeOfSlot = keysecret.KeyTypeOfSlot
 )
 
 // Options tune a Ring. They are used as given: 0 means none, not a
@@ -106,7 +73,7 @@ func DefaultOptions() Options {
 type Keys struct {
 	PrimaryKey    string  `json:"primaryKey"`
 	SecondaryKey  string  `json:"secondaryKey"`
-	ActiveKeyType KeyType `json:"activeKeyType"`
+	ActiveKeyType keysecret.KeyType `json:"activeKeyType"`
 }
 
 // Ring holds the keys of a fixed set of services and the administrator key.
@@ -137,19 +104,19 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 	}
 	for _, s := range services {
 		r.sets[s] = r.newKeySet(s, s, []slot{
-			{label: string(Primary), secret: KeySecret(s, Primary), tags: ServiceTags(s)},
-			{label: string(Secondary), secret: KeySecret(s, Secondary), tags: ServiceTags(s)},
-			{secret: ActiveSecret(s), active: true}, // labelled by its slot tag
+			{label: string(keysecret.Primary), secret: keysecret.KeySecret(s, keysecret.Primary), tags: keysecret.ServiceTags(s)},
+			{label: string(keysecret.Secondary), secret: keysecret.KeySecret(s, keysecret.Secondary), tags: keysecret.ServiceTags(s)},
+			{secret: keysecret.ActiveSecret(s), active: true}, // labelled by its slot tag
 		})
 	}
 	r.sets[adminSetID] = r.newKeySet("admin", "", []slot{
-		{label: "admin", secret: AdminKeySecret, tags: keysecret.Managed(keysecret.KindAdminKey)},
+		{label: "admin", secret: keysecret.AdminKeySecret, tags: keysecret.Managed(keysecret.KindAdminKey)},
 	})
 	return r
 }
 
 // Validate checks a key presented for service and returns which key it is.
-func (r *Ring) Validate(ctx context.Context, service, key string) (KeyType, error) {
+func (r *Ring) Validate(ctx context.Context, service, key string) (keysecret.KeyType, error) {
 	sk, ok := r.Service(service)
 	if !ok {
 		return "", ErrUnknownService
@@ -171,9 +138,9 @@ func (r *Ring) Service(service string) (ServiceKeys, bool) {
 }
 
 // Validate checks a presented key and returns which key it is.
-func (k ServiceKeys) Validate(ctx context.Context, key string) (KeyType, error) {
+func (k ServiceKeys) Validate(ctx context.Context, key string) (keysecret.KeyType, error) {
 	label, err := k.ks.match(ctx, key)
-	return KeyType(label), err
+	return keysecret.KeyType(label), err
 }
 
 // ValidateAdmin checks a presented administrator key.
@@ -205,9 +172,9 @@ func (r *Ring) Get(ctx context.Context, service string) (Keys, error) {
 // keysOf is get_keys from a service's three reads: the active key is the
 // active copy, the other key its slot's newest version.
 func keysOf(vals []read) Keys {
-	kt := KeyTypeOfSlot(vals[2].tags)
+	kt := keysecret.KeyTypeOfSlot(vals[2].tags)
 	k := Keys{PrimaryKey: vals[0].value, SecondaryKey: vals[1].value, ActiveKeyType: kt}
-	if kt == Secondary {
+	if kt == keysecret.Secondary {
 		k.SecondaryKey = vals[2].value
 	} else {
 		k.PrimaryKey = vals[2].value
@@ -218,7 +185,7 @@ func keysOf(vals []read) Keys {
 // Replaced puts value in the cache as service's kt key at once, in place of
 // the old one (which stops working on this instance), keeping the cached
 // read's age: a regenerated key ([rotation.Rotator.Regenerate]).
-func (r *Ring) Replaced(service string, kt KeyType, value string) {
+func (r *Ring) Replaced(service string, kt keysecret.KeyType, value string) {
 	if ks, ok := r.sets[service]; ok && service != adminSetID {
 		ks.replace(string(kt), value)
 	}
@@ -364,10 +331,10 @@ func (ks *keySet) read(ctx context.Context) (snap *snapshot, provision bool, err
 		}
 		label := sl.label
 		if sl.active {
-			kt := KeyTypeOfSlot(sec.Tags)
+			kt := keysecret.KeyTypeOfSlot(sec.Tags)
 			label = string(kt)
 			key := vals[0]
-			if kt == Secondary {
+			if kt == keysecret.Secondary {
 				key = vals[1]
 			}
 			provision = provision || keysecret.CopyLags(sec.Tags, sec.Value, key.tags, key.value)

@@ -15,6 +15,7 @@ import (
 	"github.com/modelauth/modelauth/functions"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden")
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	if e.other, err = a.Keys.Get(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
-	adm, err := a.Store.GetSecret(ctx, keyring.AdminKeySecret, "")
+	adm, err := a.Store.GetSecret(ctx, keysecret.AdminKeySecret, "")
 	if err != nil {
 		t.Fatal(err)
 	}

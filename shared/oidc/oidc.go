@@ -266,7 +266,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences []string) (
 	default:
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, jwterrors.Quiet(err))
 	}
-	if c.Subject == "" {
+	if strings.TrimSpace(c.Subject) == "" {
 		// Every caller and every Entra token names its subject: one
 		// without is refused, rather than audited as nobody.
 		return nil, fmt.Errorf("%w: %w: sub", ErrInvalid, jwt.ErrTokenRequiredClaimMissing)

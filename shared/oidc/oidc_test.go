@@ -313,6 +313,7 @@ func TestVerifyRefused(t *testing.T) {
 		{"Aud beside aud", e.token(t, jwt.MapClaims{"Aud": "api://other"}), oidc.ErrMalformed, jwtclaims.ErrDuplicate},
 		{"no sub", e.token(t, jwt.MapClaims{"sub": nil}), oidc.ErrInvalid, jwt.ErrTokenRequiredClaimMissing},
 		{"empty sub", e.token(t, jwt.MapClaims{"sub": ""}), oidc.ErrInvalid, jwt.ErrTokenRequiredClaimMissing},
+		{"blank sub", e.token(t, jwt.MapClaims{"sub": " \t"}), oidc.ErrInvalid, jwt.ErrTokenRequiredClaimMissing},
 		{"tampered payload", h + "." + b64(tamperedPayload) + "." + s, oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
 		{"tampered signature", h + "." + p + "." + b64(sig), oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},
 		{"no signature", h + "." + p + ".", oidc.ErrInvalid, jwt.ErrTokenSignatureInvalid},

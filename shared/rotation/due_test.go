@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 )
 
 func version(created time.Time, state string, activated time.Time) rotation.Version {
-	tags := map[string]string{keyring.TagState: state}
+	tags := map[string]string{keysecret.TagState: state}
 	if !activated.IsZero() {
-		tags[keyring.TagActivated] = strconv.FormatInt(activated.Unix(), 10)
+		tags[keysecret.TagActivated] = strconv.FormatInt(activated.Unix(), 10)
 	}
 	return rotation.Version{Created: created, Tags: tags}
 }

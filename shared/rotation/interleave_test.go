@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -76,9 +77,9 @@ type world struct {
 // newest version of each key secret and the active copy.
 func (w *world) accepted() map[string]bool {
 	return map[string]bool{
-		w.drv.newest(keyring.KeySecret(service, keyring.Primary)):   true,
-		w.drv.newest(keyring.KeySecret(service, keyring.Secondary)): true,
-		w.drv.newest(keyring.ActiveSecret(service)):                 true,
+		w.drv.newest(keysecret.KeySecret(service, keysecret.Primary)):   true,
+		w.drv.newest(keysecret.KeySecret(service, keysecret.Secondary)): true,
+		w.drv.newest(keysecret.ActiveSecret(service)):                   true,
 	}
 }
 
@@ -86,7 +87,7 @@ func (w *world) accepted() map[string]bool {
 // checks that no key told so far stopped working: every rotation here is
 // due at the start, so the next one is a period away.
 func (w *world) observe() error {
-	w.told[w.drv.newest(keyring.ActiveSecret(service))] = true
+	w.told[w.drv.newest(keysecret.ActiveSecret(service))] = true
 	acc := w.accepted()
 	for k := range w.told {
 		if !acc[k] {
@@ -207,9 +208,9 @@ func interleave(seed uint64) (stats string, err error) {
 		}
 	}
 	current := map[string]bool{}
-	for _, kt := range []keyring.KeyType{keyring.Primary, keyring.Secondary} {
-		for _, v := range drv.all(keyring.KeySecret(service, kt)) {
-			if id := v.Tags[keyring.TagRotation]; id != "" && v.Tags[keyring.TagState] == keyring.StateCurrent {
+	for _, kt := range []keysecret.KeyType{keysecret.Primary, keysecret.Secondary} {
+		for _, v := range drv.all(keysecret.KeySecret(service, kt)) {
+			if id := v.Tags[keysecret.TagRotation]; id != "" && v.Tags[keysecret.TagState] == keysecret.StateCurrent {
 				current[id] = true
 			}
 		}
@@ -230,13 +231,13 @@ func interleave(seed uint64) (stats string, err error) {
 	if err != nil {
 		return "", err
 	}
-	kt := []keyring.KeyType{keyring.Primary, keyring.Secondary}[st.Active()]
+	kt := []keysecret.KeyType{keysecret.Primary, keysecret.Secondary}[st.Active()]
 	cur, _ := st.Slots[st.Active()].Current()
-	want, err := w.store.GetSecret(ctx, keyring.KeySecret(service, kt), cur.ID)
+	want, err := w.store.GetSecret(ctx, keysecret.KeySecret(service, kt), cur.ID)
 	if err != nil {
 		return "", err
 	}
-	if drv.newest(keyring.ActiveSecret(service)) != want.Value {
+	if drv.newest(keysecret.ActiveSecret(service)) != want.Value {
 		return "", errors.New("the active copy does not hold the active key")
 	}
 	keys, err := keyring.New(w.store, []string{service}, nil).Get(ctx, service)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -22,7 +23,7 @@ func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
 	failCopy := false
 	drv.before = func(_ context.Context, op string) error {
 		clock.Advance(time.Second)
-		if failCopy && op == "set "+keyring.ActiveSecret(service) {
+		if failCopy && op == "set "+keysecret.ActiveSecret(service) {
 			failCopy = false
 			return errCrashed
 		}
@@ -39,21 +40,21 @@ func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
 	if res, err := newRotator(w).RotateIfDue(ctx, service); err != nil || res.Outcome != rotation.Completed {
 		t.Fatalf("rotation: %+v %v", res, err)
 	}
-	revoked := drv.newest(keyring.ActiveSecret(service))
+	revoked := drv.newest(keysecret.ActiveSecret(service))
 	failCopy = true
-	err := rot.Regenerate(ctx, service, keyring.Secondary, "")
+	err := rot.Regenerate(ctx, service, keysecret.Secondary, "")
 	if !errors.Is(err, rotation.ErrWritten) {
 		t.Fatalf("regen with the copy write failing: %v; want ErrWritten", err)
 	}
-	fresh := drv.newest(keyring.KeySecret(service, keyring.Secondary))
-	if drv.newest(keyring.ActiveSecret(service)) != revoked {
+	fresh := drv.newest(keysecret.KeySecret(service, keysecret.Secondary))
+	if drv.newest(keysecret.ActiveSecret(service)) != revoked {
 		t.Fatal("the copy changed despite the failure")
 	}
 	clock.Advance(time.Hour)
 	if _, err := newRotator(w).RotateIfDue(ctx, service); err != nil {
 		t.Fatal(err)
 	}
-	if got := drv.newest(keyring.ActiveSecret(service)); got != fresh {
+	if got := drv.newest(keysecret.ActiveSecret(service)); got != fresh {
 		t.Fatal("the next run did not move the copy to the regenerated key")
 	}
 	v := keyring.New(store, []string{service}, &keyring.Options{TTL: time.Nanosecond, Now: clock.Now})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -74,7 +75,7 @@ func child() int {
 
 func activeKey(t *testing.T, store *secretstore.Store) string {
 	t.Helper()
-	sec, err := store.GetSecret(context.Background(), keyring.ActiveSecret(service), "")
+	sec, err := store.GetSecret(context.Background(), keysecret.ActiveSecret(service), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 )
@@ -37,7 +38,7 @@ func TestTimeline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.ActiveKeyType == keyring.Secondary {
+		if k.ActiveKeyType == keysecret.Secondary {
 			return k.SecondaryKey
 		}
 		return k.PrimaryKey

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -38,7 +39,7 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 		kv.ClearFaults()
 		kv.InjectFault(keyvaulttest.OpGet, f)
 		c.Advance(31 * time.Second)
-		if kt, err := ring.Validate(ctx, "iris", keys.SecondaryKey); err != nil || kt != keyring.Secondary {
+		if kt, err := ring.Validate(ctx, "iris", keys.SecondaryKey); err != nil || kt != keysecret.Secondary {
 			t.Fatalf("%+v: cached key within the bound: %q, %v", f, kt, err)
 		}
 		c.Advance(2 * time.Second)
