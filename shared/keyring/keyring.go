@@ -71,8 +71,8 @@ func DefaultOptions() Options {
 
 // Keys is what get_keys returns.
 type Keys struct {
-	PrimaryKey    string  `json:"primaryKey"`
-	SecondaryKey  string  `json:"secondaryKey"`
+	PrimaryKey    string            `json:"primaryKey"`
+	SecondaryKey  string            `json:"secondaryKey"`
 	ActiveKeyType keysecret.KeyType `json:"activeKeyType"`
 }
 
