@@ -59,7 +59,7 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	a.SigningKeys = signingkey.New(a.Store, skOpts)
 	tokOpts := a.tokenOptions()
 	tokOpts.Now = e.clock
-	if a.Tokens, err = jwtauth.New(a.SigningKeys, tokOpts); err != nil {
+	if a.Tokens, err = jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, tokOpts); err != nil {
 		t.Fatal(err)
 	}
 	e.a, e.h = a, a.Handler()

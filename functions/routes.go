@@ -37,10 +37,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/services/{service}/validate", v)
 	mux.Handle(RoutePrefix+"/services/{service}/validate/{rest...}", v)
 
-	sc := score.New(services, a.Log, &score.Options{
-		Timeout:      a.Settings.ScoreTimeout,
-		MaxBodyBytes: a.Settings.ScoreMaxBodyBytes,
-	})
+	sc := score.New(services, score.Limits{Timeout: a.Settings.ScoreTimeout, MaxBodyBytes: a.Settings.ScoreMaxBodyBytes}, a.Log, nil)
 	mux.Handle(RoutePrefix+"/services/{service}/score", sc)
 	mux.Handle(RoutePrefix+"/services/{service}/score/{rest...}", sc)
 

@@ -57,9 +57,9 @@ func (a *App) initPrefetch() error {
 		}
 		consumers = append(consumers, pc)
 	}
-	a.Prefetcher = prefetch.New(a.Store, consumers, &prefetch.Options{
-		Lead: s.PrefetchLead, Period: s.PrefetchPeriod, Logger: a.Log,
-	})
+	o := prefetch.DefaultOptions()
+	o.Lead, o.Period, o.Logger = s.PrefetchLead, s.PrefetchPeriod, a.Log
+	a.Prefetcher = prefetch.New(a.Store, consumers, &o)
 	return nil
 }
 

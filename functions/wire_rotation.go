@@ -21,11 +21,9 @@ import (
 func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, services []string, log *slog.Logger) (*keyring.Ring, *rotation.Rotator) {
 	rot := &rotation.Rotator{Store: store, Policy: cfg.Policy, Log: log}
 	ring := keyring.New(store, services, &keyring.Options{
-		TTL:                s.KeyCacheTTL,
-		RefreshMinInterval: s.KeyRefreshMinInterval,
-		MaxStale:           s.KeyCacheMaxStale,
-		Logger:             log,
-		Provision:          rot.Provision,
+		Bounds:    s.KeyCache(),
+		Logger:    log,
+		Provision: rot.Provision,
 	})
 	rot.Keys = ring
 	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: s.KeyCacheTTL}

@@ -4,7 +4,6 @@ package functions
 // external issuers and the validation of service callers.
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 
@@ -21,14 +20,15 @@ import (
 func (a *App) initTokens(ctx context.Context) error {
 	s, cfg := a.Settings, a.Config
 	a.SigningKeys = signingkey.New(a.Store, a.signingKeyOptions())
-	tokens, err := jwtauth.New(a.SigningKeys, a.tokenOptions())
+	tokens, err := jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, a.tokenOptions())
 	if err != nil {
 		return err
 	}
 	a.Tokens = tokens
 	if len(s.OIDCIssuers) > 0 {
-		// oidc reads a zero leeway as its default; -1 is none.
-		a.OIDC, err = oidc.New(oidc.Options{Issuers: s.OIDCIssuers, Leeway: cmp.Or(s.TokenLeeway, -1), MaxTokenBytes: s.TokenMaxBytes, Logger: a.Log})
+		o := oidc.DefaultOptions()
+		o.Leeway, o.MaxTokenBytes, o.Logger = s.TokenLeeway, s.TokenMaxBytes, a.Log
+		a.OIDC, err = oidc.New(s.OIDCIssuers, &o)
 		if err != nil {
 			return fmt.Errorf("OIDC_ISSUERS: %w", err)
 		}
@@ -54,6 +54,7 @@ func (a *App) signingKeyOptions() signingkey.Options {
 		retention = config.DefaultTokenLifetime
 	}
 	return signingkey.Options{
+		Bounds: s.KeyCache(),
 		Policy: signingkey.Policy{
 			Alg: s.TokenSigningAlg,
 			// Plus the leeway: instances' clocks may differ by as much.
@@ -61,15 +62,13 @@ func (a *App) signingKeyOptions() signingkey.Options {
 			Period:       s.SigningKeyPeriod,
 			Retention:    retention + s.TokenLeeway,
 		},
-		TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale,
 		Logger: a.Log,
 	}
 }
 
-func (a *App) tokenOptions() jwtauth.Options {
+func (a *App) tokenOptions() *jwtauth.Options {
 	s := a.Settings
-	return jwtauth.Options{Issuer: s.Issuer, Alg: s.TokenSigningAlg, Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes,
-		MaxLifetime: a.Config.MaxTokenLifetime()}
+	return &jwtauth.Options{Leeway: s.TokenLeeway, MaxTokenBytes: s.TokenMaxBytes, MaxLifetime: a.Config.MaxTokenLifetime()}
 }
 
 // Services returns the validation of service callers that validate and

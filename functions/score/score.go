@@ -31,12 +31,16 @@ import (
 	"github.com/modelauth/modelauth/shared/authn"
 )
 
-// Options bound the proxy; zero fields take their defaults.
+// Limits bound the proxy: the app's SCORE_TIMEOUT and SCORE_MAX_BODY_BYTES.
+// Both are required, and positive.
+type Limits struct {
+	Timeout      time.Duration // the whole upstream exchange
+	MaxBodyBytes int64         // the request's body, and the response's
+}
+
+// Options tune the proxy; nil means none.
 type Options struct {
-	Timeout      time.Duration // default 60s
-	MaxBodyBytes int64         // default 10 MiB, for the request and the response
-	// Transport sends upstream requests; default a dedicated
-	// http.Transport.
+	// Transport sends upstream requests; nil: a dedicated http.Transport.
 	Transport http.RoundTripper
 }
 
@@ -45,6 +49,7 @@ type Function struct {
 	services *authn.Services
 	log      *slog.Logger
 	opts     Options
+	limits   Limits
 	proxy    *httputil.ReverseProxy
 }
 
@@ -57,20 +62,19 @@ type target struct {
 	id  authn.Identity
 }
 
-// New returns the score function. log may be nil.
-func New(services *authn.Services, log *slog.Logger, opts *Options) *Function {
-	f := &Function{services: services, log: log}
+// New returns the score function within limits, which must be positive
+// (it panics otherwise: the settings were checked at start). log may be
+// nil.
+func New(services *authn.Services, limits Limits, log *slog.Logger, opts *Options) *Function {
+	if limits.Timeout <= 0 || limits.MaxBodyBytes <= 0 {
+		panic(fmt.Sprintf("score: limits %+v are not positive", limits))
+	}
+	f := &Function{services: services, log: log, limits: limits}
 	if log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	if opts != nil {
 		f.opts = *opts
-	}
-	if f.opts.Timeout <= 0 {
-		f.opts.Timeout = 60 * time.Second
-	}
-	if f.opts.MaxBodyBytes <= 0 {
-		f.opts.MaxBodyBytes = 10 << 20
 	}
 	if f.opts.Transport == nil {
 		f.opts.Transport = &http.Transport{
@@ -79,7 +83,7 @@ func New(services *authn.Services, log *slog.Logger, opts *Options) *Function {
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: f.opts.Timeout,
+			ResponseHeaderTimeout: f.limits.Timeout,
 			ForceAttemptHTTP2:     true,
 		}
 	}
@@ -112,12 +116,12 @@ func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string)
 		apierror.Write(w, f.log, apierror.New(apierror.NotFound, "service "+svc.Name+" has no scoringUri"))
 		return
 	}
-	if r.ContentLength > f.opts.MaxBodyBytes {
-		apierror.Write(w, f.log, apierror.New(apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.opts.MaxBodyBytes)))
+	if r.ContentLength > f.limits.MaxBodyBytes {
+		apierror.Write(w, f.log, apierror.New(apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.limits.MaxBodyBytes)))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, f.opts.MaxBodyBytes)
-	ctx, cancel := context.WithTimeout(r.Context(), f.opts.Timeout)
+	r.Body = http.MaxBytesReader(w, r.Body, f.limits.MaxBodyBytes)
+	ctx, cancel := context.WithTimeout(r.Context(), f.limits.Timeout)
 	defer cancel()
 	rest, err := Tail(r.URL.EscapedPath())
 	if err != nil {
@@ -189,10 +193,10 @@ func (f *Function) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.StatusCode != http.StatusNotModified {
 		return errRedirect
 	}
-	if resp.ContentLength > f.opts.MaxBodyBytes {
-		return fmt.Errorf("upstream body of %d bytes exceeds %d", resp.ContentLength, f.opts.MaxBodyBytes)
+	if resp.ContentLength > f.limits.MaxBodyBytes {
+		return fmt.Errorf("upstream body of %d bytes exceeds %d", resp.ContentLength, f.limits.MaxBodyBytes)
 	}
-	resp.Body = &cappedBody{rc: resp.Body, left: f.opts.MaxBodyBytes, trailer: &resp.Trailer}
+	resp.Body = &cappedBody{rc: resp.Body, left: f.limits.MaxBodyBytes, trailer: &resp.Trailer}
 	return nil
 }
 
@@ -201,7 +205,7 @@ func (f *Function) upstreamError(w http.ResponseWriter, r *http.Request, err err
 	code, msg := apierror.BadGateway, "the scoring service failed"
 	switch {
 	case errors.As(err, &tooBig):
-		code, msg = apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.opts.MaxBodyBytes)
+		code, msg = apierror.TooLarge, fmt.Sprintf("the body is larger than %d bytes", f.limits.MaxBodyBytes)
 	case errors.Is(err, context.DeadlineExceeded):
 		code, msg = apierror.GatewayTimeout, "the scoring service did not answer in time"
 	case errors.Is(err, context.Canceled):

@@ -21,13 +21,20 @@ import (
 
 // newFunction serves one open (auth mode none) service whose scoringUri is
 // upstream, through a real mux as the handler registers it.
-func newFunction(t *testing.T, upstream string, opts *Options, log *slog.Logger) http.Handler {
+// testLimits are the limits of a test that sets none.
+var testLimits = Limits{Timeout: time.Minute, MaxBodyBytes: 10 << 20}
+
+func newFunction(t *testing.T, upstream string, limits *Limits, log *slog.Logger) http.Handler {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`{"services":[{"name":"m","authMode":"none","scoringUri":"` + upstream + `"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := New(&authn.Services{Config: cfg}, log, opts)
+	l := testLimits
+	if limits != nil {
+		l = *limits
+	}
+	f := New(&authn.Services{Config: cfg}, l, log, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/api/services/{service}/score", f)
 	mux.Handle("/api/services/{service}/score/{rest...}", f)
@@ -46,7 +53,7 @@ func TestUpstreamFailuresLeakNothing(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
-		opts    *Options
+		limits  *Limits
 		body    string
 		status  int
 	}{
@@ -55,14 +62,14 @@ func TestUpstreamFailuresLeakNothing(t *testing.T) {
 		}, nil, "", http.StatusBadGateway},
 		{"timeout", func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(2 * time.Second)
-		}, &Options{Timeout: 100 * time.Millisecond}, "", http.StatusGatewayTimeout},
+		}, &Limits{Timeout: 100 * time.Millisecond, MaxBodyBytes: testLimits.MaxBodyBytes}, "", http.StatusGatewayTimeout},
 		{"declared response too large", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "100")
 			w.Write(bytes.Repeat([]byte("a"), 100))
-		}, &Options{MaxBodyBytes: 10}, "", http.StatusBadGateway},
+		}, &Limits{Timeout: testLimits.Timeout, MaxBodyBytes: 10}, "", http.StatusBadGateway},
 		{"request too large", func(w http.ResponseWriter, r *http.Request) {
 			t.Error("the upstream was called for a request over the cap")
-		}, &Options{MaxBodyBytes: 10}, strings.Repeat("b", 11), http.StatusRequestEntityTooLarge},
+		}, &Limits{Timeout: testLimits.Timeout, MaxBodyBytes: 10}, strings.Repeat("b", 11), http.StatusRequestEntityTooLarge},
 		{"connection reset", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
@@ -73,7 +80,7 @@ func TestUpstreamFailuresLeakNothing(t *testing.T) {
 			up := httptest.NewServer(tt.handler)
 			defer up.Close()
 			var logs bytes.Buffer
-			h := newFunction(t, up.URL+"/"+secretish, tt.opts, slog.New(slog.NewJSONHandler(&logs, nil)))
+			h := newFunction(t, up.URL+"/"+secretish, tt.limits, slog.New(slog.NewJSONHandler(&logs, nil)))
 			rec := serve(h, "POST", "/api/services/m/score", tt.body)
 			if rec.Code != tt.status {
 				t.Fatalf("status = %d %s; want %d", rec.Code, rec.Body, tt.status)
@@ -94,7 +101,7 @@ func TestChunkedRequestOverCap(t *testing.T) {
 		io.ReadAll(r.Body)
 	}))
 	defer up.Close()
-	h := newFunction(t, up.URL, &Options{MaxBodyBytes: 10}, nil)
+	h := newFunction(t, up.URL, &Limits{Timeout: testLimits.Timeout, MaxBodyBytes: 10}, nil)
 	req := httptest.NewRequest("POST", "/api/services/m/score", io.MultiReader(strings.NewReader(strings.Repeat("c", 50))))
 	req.ContentLength = -1
 	rec := httptest.NewRecorder()
@@ -112,7 +119,7 @@ func TestStreamedResponseOverCapIsCut(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	h := newFunction(t, up.URL, &Options{MaxBodyBytes: 25}, nil)
+	h := newFunction(t, up.URL, &Limits{Timeout: testLimits.Timeout, MaxBodyBytes: 25}, nil)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/api/services/m/score", "text/plain", nil)
@@ -135,7 +142,7 @@ func TestExactCapPasses(t *testing.T) {
 		w.Write(bytes.Repeat([]byte("e"), 25))
 	}))
 	defer up.Close()
-	srv := httptest.NewServer(newFunction(t, up.URL, &Options{MaxBodyBytes: 25}, nil))
+	srv := httptest.NewServer(newFunction(t, up.URL, &Limits{Timeout: testLimits.Timeout, MaxBodyBytes: 25}, nil))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/api/services/m/score", "text/plain", nil)
 	if err != nil {
@@ -227,7 +234,7 @@ func TestTailRefusals(t *testing.T) {
 	}
 	// The function itself, without a mux that would redirect literal dot
 	// segments before it (the app's router sends those to Serve too).
-	f := New(&authn.Services{Config: cfg}, nil, nil)
+	f := New(&authn.Services{Config: cfg}, testLimits, nil, nil)
 	tests := []struct{ name, tail, control string }{
 		{"encoded slash", "..%2f..%2fadmin", "..a..admin"},
 		{"encoded slash, upper case", "..%2F..%2Fadmin", "..a..admin"},

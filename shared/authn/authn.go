@@ -205,7 +205,8 @@ type Services struct {
 	// Entra verifies Microsoft Entra tokens for entra-mode services; nil
 	// refuses them.
 	Entra ExternalVerifier
-	// TokenCacheSize bounds the verified-token cache (default 10000).
+	// TokenCacheSize bounds the verified-token cache, at least 1
+	// (TOKEN_CACHE_SIZE, default tokencache.DefaultSize).
 	TokenCacheSize int
 	// Now is the clock of the token cache; nil means time.Now.
 	Now func() time.Time
@@ -228,9 +229,6 @@ type entry struct {
 func (s *Services) init() {
 	s.once.Do(func() {
 		size := s.TokenCacheSize
-		if size <= 0 {
-			size = 10000
-		}
 		s.tokens = tokencache.New[Identity](size, s.Now)
 		s.entries = make(map[string]*entry, len(s.Config.Services))
 		for _, svc := range s.Config.Services {

@@ -16,16 +16,38 @@ import (
 	"time"
 )
 
-// Options bound a [Value] of T. They are used as given: 0 means none.
-type Options[T any] struct {
-	// TTL is how long a value read is trusted; at least 1ns.
+// Bounds are how long a cached value is trusted and served: the settings
+// KEY_CACHE_TTL, KEY_REFRESH_MIN_INTERVAL and KEY_CACHE_MAX_STALENESS,
+// shared by every cache of keys. They are used as given.
+type Bounds struct {
+	// TTL is how long a value read is trusted; at least 1ns (0 or less:
+	// every Get reads).
 	TTL time.Duration
 	// RefreshMinInterval is the least time between two reads caused by
-	// misses, and after a failed read.
+	// misses, and after a failed read; 0: no limit.
 	RefreshMinInterval time.Duration
 	// MaxStale is how long past its TTL a value is served while the source
-	// fails; after that the failure is returned.
+	// fails; after that the failure is returned. 0: a failure shows at
+	// once.
 	MaxStale time.Duration
+}
+
+// The default bounds.
+const (
+	DefaultTTL                = 30 * time.Second
+	DefaultRefreshMinInterval = time.Second
+	DefaultMaxStale           = 5 * time.Minute
+)
+
+// DefaultBounds returns the default bounds: TTL 30s, RefreshMinInterval
+// 1s, MaxStale 5m.
+func DefaultBounds() Bounds {
+	return Bounds{TTL: DefaultTTL, RefreshMinInterval: DefaultRefreshMinInterval, MaxStale: DefaultMaxStale}
+}
+
+// Options bound a [Value] of T. They are used as given: 0 means none.
+type Options[T any] struct {
+	Bounds
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Backoff, if set, is how long to leave the source alone after err,

@@ -31,7 +31,7 @@ func (s *source) load(context.Context) (int32, error) {
 
 func newValue(clk *fakeclock.Clock, src *source, stale *atomic.Int32) *cache.Value[int32] {
 	return cache.New(src.load, cache.Options[int32]{
-		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute, Now: clk.Now,
+		Bounds: cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}, Now: clk.Now,
 		OnStale: func(time.Duration, error) { stale.Add(1) },
 	})
 }
@@ -135,7 +135,7 @@ func TestNoStaleWithoutValueOrMaxStale(t *testing.T) {
 	clk := fakeclock.New(time.Unix(1e9, 0))
 	src := &source{}
 	src.down.Store(true)
-	v := cache.New(src.load, cache.Options[int32]{TTL: time.Second, Now: clk.Now})
+	v := cache.New(src.load, cache.Options[int32]{Bounds: cache.Bounds{TTL: time.Second}, Now: clk.Now})
 	if _, err := v.Get(context.Background()); !errors.Is(err, errDown) {
 		t.Fatalf("first Get err = %v; want %v", err, errDown)
 	}
@@ -153,7 +153,7 @@ func TestNoStaleWithoutValueOrMaxStale(t *testing.T) {
 func TestBackoffOption(t *testing.T) {
 	clk := fakeclock.New(time.Unix(1e9, 0))
 	src := &source{}
-	v := cache.New(src.load, cache.Options[int32]{TTL: time.Second, MaxStale: time.Hour, Now: clk.Now,
+	v := cache.New(src.load, cache.Options[int32]{Bounds: cache.Bounds{TTL: time.Second, MaxStale: time.Hour}, Now: clk.Now,
 		Backoff: func(error) time.Duration { return 10 * time.Second }})
 	ctx := context.Background()
 	_, _ = v.Get(ctx)

@@ -10,6 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
+	"github.com/modelauth/modelauth/shared/jwtauth"
+	"github.com/modelauth/modelauth/shared/prefetch"
+	"github.com/modelauth/modelauth/shared/signingkey"
+	"github.com/modelauth/modelauth/shared/tokencache"
 	"github.com/robfig/cron/v3"
 )
 
@@ -151,29 +156,44 @@ func CheckSchedule(expr string) error {
 	return nil
 }
 
-// DefaultSettings returns the settings used when no variable is set.
+// Defaults of the settings that only the app has (the functions have no
+// defaults of their own: docs/design.md section 11).
+const (
+	DefaultScoreTimeout      = 60 * time.Second
+	DefaultScoreMaxBodyBytes = 10 << 20
+	DefaultSigningKeyPeriod  = 30 * 24 * time.Hour
+)
+
+// DefaultSettings returns the settings used when no variable is set. Every
+// default comes from the package that owns it.
 func DefaultSettings() Settings {
 	return Settings{
 		AppRoot:               ".",
 		DataDir:               ".modelauth",
-		KeyCacheTTL:           30 * time.Second,
-		KeyRefreshMinInterval: time.Second,
-		KeyCacheMaxStale:      5 * time.Minute,
-		ScoreTimeout:          60 * time.Second,
-		ScoreMaxBodyBytes:     10 << 20,
+		KeyCacheTTL:           cache.DefaultTTL,
+		KeyRefreshMinInterval: cache.DefaultRefreshMinInterval,
+		KeyCacheMaxStale:      cache.DefaultMaxStale,
+		ScoreTimeout:          DefaultScoreTimeout,
+		ScoreMaxBodyBytes:     DefaultScoreMaxBodyBytes,
 		LogLevel:              slog.LevelInfo,
 		RotationSchedule:      DefaultRotationSchedule,
 		Issuer:                "http://localhost:7071/api",
-		TokenSigningAlg:       "RS256",
-		TokenLeeway:           60 * time.Second,
-		TokenMaxBytes:         8 << 10,
-		TokenCacheSize:        10000,
-		SigningKeyPeriod:      30 * 24 * time.Hour,
+		TokenSigningAlg:       signingkey.RS256,
+		TokenLeeway:           jwtauth.DefaultLeeway,
+		TokenMaxBytes:         jwtauth.DefaultMaxTokenBytes,
+		TokenCacheSize:        tokencache.DefaultSize,
+		SigningKeyPeriod:      DefaultSigningKeyPeriod,
 		AdminKeyEnabled:       true,
 		PrefetchSchedule:      DefaultPrefetchSchedule,
-		PrefetchPeriod:        5 * time.Minute,
-		PrefetchLead:          10 * time.Minute,
+		PrefetchPeriod:        prefetch.DefaultPeriod,
+		PrefetchLead:          prefetch.LeadFor(prefetch.DefaultPeriod),
 	}
+}
+
+// KeyCache returns the key caches' bounds: KEY_CACHE_TTL,
+// KEY_REFRESH_MIN_INTERVAL and KEY_CACHE_MAX_STALENESS.
+func (s Settings) KeyCache() cache.Bounds {
+	return cache.Bounds{TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale}
 }
 
 // SettingNames lists every app setting LoadSettings reads.
@@ -278,7 +298,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		problems = append(problems, fmt.Errorf("PREFETCH_SCHEDULE=%q: %w", s.PrefetchSchedule, err))
 	} else {
 		s.PrefetchPeriod, _ = SchedulePeriod(s.PrefetchSchedule, time.Now())
-		s.PrefetchLead = max(2*s.PrefetchPeriod, 5*time.Minute)
+		s.PrefetchLead = prefetch.LeadFor(s.PrefetchPeriod)
 	}
 	dur("PREFETCH_LEAD", &s.PrefetchLead, time.Minute, 12*time.Hour)
 	s.Getenv = getenv

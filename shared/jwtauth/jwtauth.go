@@ -51,60 +51,68 @@ const (
 	DefaultMaxTokenBytes = 8 << 10
 )
 
-// Options configure an [Authority].
+// Options tune an [Authority]; nil means [DefaultOptions]. Fields are used
+// as given.
 type Options struct {
-	// Issuer is the iss of issued tokens and the one accepted
-	// (MODELAUTH_ISSUER). Required.
-	Issuer string
-	// Alg is RS256 or ES256 and must be the signing keys' algorithm.
-	// Required.
-	Alg string
-	// Leeway is the clock skew allowed on exp, nbf and iat. Used as
-	// given.
+	// Leeway is the clock skew allowed on exp, nbf and iat; 0 allows none.
 	Leeway time.Duration
-	// MaxTokenBytes caps a token's length; 0 means DefaultMaxTokenBytes.
+	// MaxTokenBytes caps a token's length; it must be positive.
 	MaxTokenBytes int
 	// MaxLifetime, if set, refuses a token whose exp is more than this
 	// after its iat (iat then required): no token this app issues lives
 	// longer, so a longer one was forged with a stolen key, and must not
-	// outlive the key's revocation in a verifier's memory.
+	// outlive the key's revocation in a verifier's memory. 0: no bound.
 	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// DefaultOptions returns the defaults: [DefaultLeeway] and
+// [DefaultMaxTokenBytes], no lifetime bound.
+func DefaultOptions() Options {
+	return Options{Leeway: DefaultLeeway, MaxTokenBytes: DefaultMaxTokenBytes}
 }
 
 // Authority issues and verifies the app's tokens. It is safe for
 // concurrent use.
 type Authority struct {
 	keys   *signingkey.Set
+	issuer string
+	alg    string
 	opts   Options
 	method jwt.SigningMethod
 	parser *jwt.Parser
 }
 
-// New returns the authority over keys.
-func New(keys *signingkey.Set, opts Options) (*Authority, error) {
-	if opts.Issuer == "" {
+// New returns the authority over keys for tokens of issuer (the iss of
+// issued tokens and the one accepted: MODELAUTH_ISSUER) signed with alg,
+// RS256 or ES256, the signing keys' algorithm.
+func New(keys *signingkey.Set, issuer, alg string, opts *Options) (*Authority, error) {
+	if issuer == "" {
 		return nil, errors.New("jwtauth: an issuer is required")
 	}
-	method := jwt.GetSigningMethod(opts.Alg)
-	if opts.Alg != signingkey.RS256 && opts.Alg != signingkey.ES256 || method == nil {
-		return nil, fmt.Errorf("jwtauth: algorithm %q is not RS256 or ES256", opts.Alg)
+	method := jwt.GetSigningMethod(alg)
+	if alg != signingkey.RS256 && alg != signingkey.ES256 || method == nil {
+		return nil, fmt.Errorf("jwtauth: algorithm %q is not RS256 or ES256", alg)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	o := DefaultOptions()
+	if opts != nil {
+		o = *opts
 	}
-	if opts.MaxTokenBytes <= 0 {
-		opts.MaxTokenBytes = DefaultMaxTokenBytes
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	a := &Authority{keys: keys, opts: opts, method: method}
+	if o.MaxTokenBytes <= 0 {
+		return nil, fmt.Errorf("jwtauth: MaxTokenBytes %d is not positive", o.MaxTokenBytes)
+	}
+	a := &Authority{keys: keys, issuer: issuer, alg: alg, opts: o, method: method}
 	a.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{opts.Alg}),
-		jwt.WithIssuer(opts.Issuer),
+		jwt.WithValidMethods([]string{alg}),
+		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(opts.Leeway),
-		jwt.WithTimeFunc(opts.Now),
+		jwt.WithLeeway(o.Leeway),
+		jwt.WithTimeFunc(o.Now),
 		// Canonical base64url only: a signature whose unused bits are set
 		// decodes to the same bytes, and would be a second spelling of
 		// one token, which the verified-token cache keys by its text.
@@ -142,7 +150,7 @@ func (a *Authority) Issue(ctx context.Context, service, subject string, lifetime
 	now := a.opts.Now().Truncate(time.Second)
 	exp := now.Add(lifetime)
 	tok := jwt.NewWithClaims(a.method, jwt.MapClaims{
-		"iss": a.opts.Issuer, "aud": service, "sub": subject,
+		"iss": a.issuer, "aud": service, "sub": subject,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(), "jti": jti,
 	})
 	tok.Header["kid"] = key.Kid
@@ -206,7 +214,7 @@ func (a *Authority) Verify(ctx context.Context, service, raw string) (Claims, er
 			case err != nil:
 				keyErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 				return nil, keyErr
-			case k.Alg != a.opts.Alg:
+			case k.Alg != a.alg:
 				keyErr = ErrUnknownKey
 				return nil, keyErr
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/jwk"
 	"github.com/modelauth/modelauth/shared/jwtauth"
@@ -105,14 +106,15 @@ func newEnv(t testing.TB, alg string) *env {
 // starts empty.
 func (e *env) newSet() *signingkey.Set {
 	return signingkey.New(e.st, signingkey.Options{
-		Policy: e.policy, TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute,
-		Now: e.clk.Now,
+		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
+		Policy: e.policy,
+		Now:    e.clk.Now,
 	})
 }
 
 func (e *env) newAuthority(t testing.TB, set *signingkey.Set) *jwtauth.Authority {
 	t.Helper()
-	a, err := jwtauth.New(set, jwtauth.Options{Issuer: issuer, Alg: e.alg, Leeway: leeway, Now: e.clk.Now})
+	a, err := jwtauth.New(set, issuer, e.alg, &jwtauth.Options{Leeway: leeway, MaxTokenBytes: jwtauth.DefaultMaxTokenBytes, Now: e.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -902,19 +904,44 @@ func TestVerifyRetiredKeyAfterRetention(t *testing.T) {
 func TestNewRefusesBadOptions(t *testing.T) {
 	e := newEnv(t, signingkey.ES256)
 	for _, tt := range []struct {
-		name string
-		opts jwtauth.Options
+		name, issuer, alg string
+		opts              *jwtauth.Options
 	}{
-		{"no issuer", jwtauth.Options{Alg: "ES256"}},
-		{"HS256", jwtauth.Options{Issuer: issuer, Alg: "HS256"}},
-		{"none", jwtauth.Options{Issuer: issuer, Alg: "none"}},
-		{"PS256", jwtauth.Options{Issuer: issuer, Alg: "PS256"}},
-		{"no alg", jwtauth.Options{Issuer: issuer}},
+		{"no issuer", "", "ES256", nil},
+		{"HS256", issuer, "HS256", nil},
+		{"none", issuer, "none", nil},
+		{"PS256", issuer, "PS256", nil},
+		{"no alg", issuer, "", nil},
+		{"no token size", issuer, "ES256", &jwtauth.Options{Leeway: time.Minute}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if a, err := jwtauth.New(e.set, tt.opts); err == nil {
-				t.Errorf("New(%+v) = %v, nil; want an error", tt.opts, a)
+			if a, err := jwtauth.New(e.set, tt.issuer, tt.alg, tt.opts); err == nil {
+				t.Errorf("New(%q, %q, %+v) = %v, nil; want an error", tt.issuer, tt.alg, tt.opts, a)
 			}
 		})
+	}
+}
+
+// TestZeroLeewayAllowsNone: Options.Leeway 0 (TOKEN_LEEWAY=0s) allows no
+// clock skew at all, while the defaults allow DefaultLeeway.
+func TestZeroLeewayAllowsNone(t *testing.T) {
+	e := newEnv(t, signingkey.ES256)
+	tok, _ := e.issue(t, service)
+	e.clk.Advance(time.Hour + time.Second) // a second past exp (DefaultTokenLifetime 1h)
+	for _, tt := range []struct {
+		name string
+		opts *jwtauth.Options
+		ok   bool
+	}{
+		{"default leeway", &jwtauth.Options{Leeway: jwtauth.DefaultLeeway, MaxTokenBytes: jwtauth.DefaultMaxTokenBytes, Now: e.clk.Now}, true},
+		{"zero leeway", &jwtauth.Options{MaxTokenBytes: jwtauth.DefaultMaxTokenBytes, Now: e.clk.Now}, false},
+	} {
+		a, err := jwtauth.New(e.set, issuer, signingkey.ES256, tt.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Verify(context.Background(), service, tok.AccessToken); (err == nil) != tt.ok {
+			t.Errorf("%s: a token a second past exp: %v; want accepted %v", tt.name, err, tt.ok)
+		}
 	}
 }

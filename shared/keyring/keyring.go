@@ -49,11 +49,11 @@ var (
 // Options tune a Ring. They are used as given: 0 means none, not a
 // default (see [DefaultOptions]).
 type Options struct {
-	TTL                time.Duration    // how long read keys are trusted; at least 1ns
-	RefreshMinInterval time.Duration    // least time between refreshes on unknown keys, and after a failure
-	MaxStale           time.Duration    // how long past the TTL cached keys serve while the store fails
-	Now                func() time.Time // nil: time.Now
-	Logger             *slog.Logger     // nil: discard
+	// Bounds are the key caches' TTL, refresh interval and staleness
+	// bound, as [cache.Bounds] documents them.
+	cache.Bounds
+	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger     // nil: discard
 	// Provision, if set, creates a service's missing key secrets and
 	// converges its active copy ([rotation.Rotator.Provision]): the ring
 	// writes no service key itself. It is called when a read finds a key
@@ -63,10 +63,9 @@ type Options struct {
 	Provision func(ctx context.Context, service string) error
 }
 
-// DefaultOptions returns the defaults: TTL 30s, RefreshMinInterval 1s,
-// MaxStale 5m.
+// DefaultOptions returns the defaults: [cache.DefaultBounds].
 func DefaultOptions() Options {
-	return Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}
+	return Options{Bounds: cache.DefaultBounds()}
 }
 
 // Keys is what get_keys returns.
@@ -237,7 +236,7 @@ func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
 	ks := &keySet{ring: r, id: id, service: service, slots: slots}
 	o := r.opts
 	ks.cache = cache.New(ks.load, cache.Options[*snapshot]{
-		TTL: o.TTL, RefreshMinInterval: o.RefreshMinInterval, MaxStale: o.MaxStale, Now: o.Now,
+		Bounds: o.Bounds, Now: o.Now,
 		// A throttled store's Retry-After, capped at the TTL: a long one
 		// must not keep a recovered store unread past the staleness bound.
 		Backoff: func(err error) time.Duration { return secretstore.Backoff(err, o.RefreshMinInterval, o.TTL) },

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
@@ -141,7 +143,7 @@ func writer(m *memDriver, c *fakeclock.Clock, r *Ring) *rotation.Rotator {
 }
 
 func newRing(m *memDriver, c *fakeclock.Clock) *Ring {
-	return newRingWith(m, c, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}, "iris", "other")
+	return newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}}, "iris", "other")
 }
 
 // newRingWith is a ring over m with opts (its clock set to c's) whose
@@ -155,7 +157,7 @@ func newRingWith(m *memDriver, c *fakeclock.Clock, opts *Options, services ...st
 
 // regenerate is regen_key as the keys function runs it: the rotator
 // writes, then the ring reads the keys back.
-func regenerate(m *memDriver, c *fakeclock.Clock, r *Ring, service string, kt KeyType, value string) (Keys, error) {
+func regenerate(m *memDriver, c *fakeclock.Clock, r *Ring, service string, kt keysecret.KeyType, value string) (Keys, error) {
 	if err := writer(m, c, r).Regenerate(ctx, service, kt, value); err != nil {
 		return Keys{}, err
 	}
@@ -171,7 +173,7 @@ func TestCreatesKeysOnFirstNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys.PrimaryKey == "" || keys.SecondaryKey == "" || keys.PrimaryKey == keys.SecondaryKey || keys.ActiveKeyType != Primary {
+	if keys.PrimaryKey == "" || keys.SecondaryKey == "" || keys.PrimaryKey == keys.SecondaryKey || keys.ActiveKeyType != keysecret.Primary {
 		t.Fatalf("Get = %+v", keys)
 	}
 	if got := m.newest("svc-iris-primary"); got != keys.PrimaryKey {
@@ -189,7 +191,7 @@ func TestCreatesKeysOnFirstNeed(t *testing.T) {
 	if n := len(m.versions["svc-iris-primary"]); n != 1 {
 		t.Errorf("%d versions of the Primary; want 1", n)
 	}
-	for kt, k := range map[KeyType]string{Primary: keys.PrimaryKey, Secondary: keys.SecondaryKey} {
+	for kt, k := range map[keysecret.KeyType]string{keysecret.Primary: keys.PrimaryKey, keysecret.Secondary: keys.SecondaryKey} {
 		got, err := r2.Validate(ctx, "iris", k)
 		if err != nil || got != kt {
 			t.Errorf("Validate(%s) = %q, %v", kt, got, err)
@@ -224,7 +226,7 @@ func TestConcurrentCreationConverges(t *testing.T) {
 	}
 	wg.Wait()
 	// Whatever raced, a read now gives every instance the newest keys.
-	want := Keys{PrimaryKey: m.newest("svc-iris-primary"), SecondaryKey: m.newest("svc-iris-secondary"), ActiveKeyType: Primary}
+	want := Keys{PrimaryKey: m.newest("svc-iris-primary"), SecondaryKey: m.newest("svc-iris-secondary"), ActiveKeyType: keysecret.Primary}
 	for i, r := range rings {
 		got, err := r.Get(ctx, "iris")
 		if err != nil || got != want {
@@ -240,7 +242,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	if _, err := b.Validate(ctx, "iris", before.PrimaryKey); err != nil {
 		t.Fatal(err)
 	}
-	after, err := regenerate(m, c, a, "iris", Primary, "")
+	after, err := regenerate(m, c, a, "iris", keysecret.Primary, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func TestRegenerateRevokes(t *testing.T) {
 		t.Errorf("old Primary on the regenerating instance: %v; want ErrNoMatch", err)
 	}
 	// The new key works at once everywhere (refresh on an unknown key).
-	if kt, err := b.Validate(ctx, "iris", after.PrimaryKey); err != nil || kt != Primary {
+	if kt, err := b.Validate(ctx, "iris", after.PrimaryKey); err != nil || kt != keysecret.Primary {
 		t.Errorf("new Primary on the other instance: %q, %v", kt, err)
 	}
 	// And since b just re-read, the old one is refused there too.
@@ -263,7 +265,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	// A third instance that cached the old key keeps it at most one TTL.
 	c3 := newRing(m, c)
 	c3.Validate(ctx, "iris", after.PrimaryKey)
-	again, _ := regenerate(m, c, a, "iris", Primary, strings.Repeat("k", 40))
+	again, _ := regenerate(m, c, a, "iris", keysecret.Primary, strings.Repeat("k", 40))
 	if again.PrimaryKey != strings.Repeat("k", 40) {
 		t.Fatalf("user-supplied value not used: %+v", again)
 	}
@@ -274,7 +276,7 @@ func TestRegenerateRevokes(t *testing.T) {
 	if _, err := c3.Validate(ctx, "iris", after.PrimaryKey); !errors.Is(err, ErrNoMatch) {
 		t.Errorf("after the TTL the replaced key is refused: %v", err)
 	}
-	if _, err := regenerate(m, c, a, "iris", Primary, "short"); err == nil {
+	if _, err := regenerate(m, c, a, "iris", keysecret.Primary, "short"); err == nil {
 		t.Error("a malformed user-supplied key was accepted")
 	}
 }
@@ -315,7 +317,7 @@ func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
 	keys, _ := r.Get(ctx, "iris")
 	m.down.Store(true)
 	c.Advance(31 * time.Second) // past the TTL
-	if kt, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil || kt != Primary {
+	if kt, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil || kt != keysecret.Primary {
 		t.Fatalf("during an outage within the staleness bound: %q, %v", kt, err)
 	}
 	if _, err := r.Validate(ctx, "iris", "wrong"); !errors.Is(err, ErrNoMatch) {
@@ -339,7 +341,7 @@ func TestStoreOutageServesStaleThenUnavailable(t *testing.T) {
 	if _, err := newRing(m, c).Validate(ctx, "iris", keys.PrimaryKey); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("cold ring during an outage: %v", err)
 	}
-	if _, err := regenerate(m, c, newRing(m, c), "iris", Secondary, ""); !errors.Is(err, rotation.ErrUnavailable) {
+	if _, err := regenerate(m, c, newRing(m, c), "iris", keysecret.Secondary, ""); !errors.Is(err, rotation.ErrUnavailable) {
 		t.Fatalf("regenerate during an outage: %v", err)
 	}
 }
@@ -366,8 +368,8 @@ func TestAdminKey(t *testing.T) {
 	if err := r.EnsureAdminKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	admin := m.newest(AdminKeySecret)
-	if err := r.EnsureAdminKey(ctx); err != nil || m.newest(AdminKeySecret) != admin {
+	admin := m.newest(keysecret.AdminKeySecret)
+	if err := r.EnsureAdminKey(ctx); err != nil || m.newest(keysecret.AdminKeySecret) != admin {
 		t.Fatalf("EnsureAdminKey replaced the key: %v", err)
 	}
 	if err := r.ValidateAdmin(ctx, admin); err != nil {
@@ -382,8 +384,8 @@ func TestAdminKey(t *testing.T) {
 }
 
 func TestParseKeyType(t *testing.T) {
-	for in, want := range map[string]KeyType{"Primary": Primary, "primary": Primary, "SECONDARY": Secondary, "": "", "Tertiary": ""} {
-		got, ok := ParseKeyType(in)
+	for in, want := range map[string]keysecret.KeyType{"Primary": keysecret.Primary, "primary": keysecret.Primary, "SECONDARY": keysecret.Secondary, "": "", "Tertiary": ""} {
+		got, ok := keysecret.ParseKeyType(in)
 		if got != want || ok != (want != "") {
 			t.Errorf("ParseKeyType(%q) = %q, %v", in, got, ok)
 		}
@@ -392,7 +394,7 @@ func TestParseKeyType(t *testing.T) {
 
 func BenchmarkValidate(b *testing.B) {
 	m := newMem()
-	r := newRingWith(m, fakeclock.New(time.Unix(1e9, 0)), &Options{TTL: 30 * time.Second}, "iris")
+	r := newRingWith(m, fakeclock.New(time.Unix(1e9, 0)), &Options{Bounds: cache.Bounds{TTL: 30 * time.Second}}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -431,7 +433,7 @@ func TestThrottledStoreIsLeftAloneForRetryAfter(t *testing.T) {
 
 func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	r := newRingWith(m, c, &Options{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0}, "iris")
+	r := newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 0}}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	m.down.Store(true)
 	c.Advance(30 * time.Second)
@@ -445,18 +447,18 @@ func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
 	r := newRing(m, c)
 	before, _ := r.Get(ctx, "iris")
 	m.setBreaksGets.Store(true)
-	_, err := regenerate(m, c, r, "iris", Primary, "")
+	_, err := regenerate(m, c, r, "iris", keysecret.Primary, "")
 	if !errors.Is(err, rotation.ErrWritten) {
 		t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
 	}
 	if _, err := r.Validate(ctx, "iris", before.PrimaryKey); !errors.Is(err, ErrNoMatch) {
 		t.Fatalf("the replaced key still validates on this instance: %v", err)
 	}
-	if kt, err := r.Validate(ctx, "iris", before.SecondaryKey); err != nil || kt != Secondary {
+	if kt, err := r.Validate(ctx, "iris", before.SecondaryKey); err != nil || kt != keysecret.Secondary {
 		t.Fatalf("the other key stopped working: %q, %v", kt, err)
 	}
 	m.getsDown.Store(false)
-	if kt, err := r.Validate(ctx, "iris", m.newest("svc-iris-primary")); err != nil || kt != Primary {
+	if kt, err := r.Validate(ctx, "iris", m.newest("svc-iris-primary")); err != nil || kt != keysecret.Primary {
 		t.Fatalf("the written key: %q, %v", kt, err)
 	}
 }
@@ -468,10 +470,10 @@ func TestRegenerateRefusesAKeyInUse(t *testing.T) {
 	iris, _ := r.Get(ctx, "iris")
 	other, _ := r.Get(ctx, "other")
 	for name, v := range map[string]string{
-		"admin key": m.newest(AdminKeySecret), "other service's key": other.PrimaryKey,
+		"admin key": m.newest(keysecret.AdminKeySecret), "other service's key": other.PrimaryKey,
 		"own other slot": iris.SecondaryKey, "same value": iris.PrimaryKey,
 	} {
-		if _, err := regenerate(m, c, r, "iris", Primary, v); !errors.Is(err, rotation.ErrKeyInUse) {
+		if _, err := regenerate(m, c, r, "iris", keysecret.Primary, v); !errors.Is(err, rotation.ErrKeyInUse) {
 			t.Errorf("regen to the %s: %v; want ErrKeyInUse", name, err)
 		}
 	}
@@ -482,7 +484,7 @@ func TestRegenerateRefusesAKeyInUse(t *testing.T) {
 
 func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	r := newRingWith(m, c, &Options{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}, "iris")
+	r := newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}}, "iris")
 	keys, _ := r.Get(ctx, "iris")
 	m.throttle.Store(true) // asks for 10 s
 	c.Advance(5 * time.Second)
@@ -499,7 +501,7 @@ func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
 func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
 	period := policy.Period // and the margin is as long
-	r := newRingWith(m, c, &Options{TTL: time.Second}, "iris")
+	r := newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: time.Second}}, "iris")
 	if _, err := r.Get(ctx, "iris"); err != nil {
 		t.Fatal(err)
 	}
@@ -509,22 +511,22 @@ func TestKeyVersionsExpireAtTheirDueTimePlusMargin(t *testing.T) {
 			t.Errorf("%s exp = %v; want %v", name, e, want)
 		}
 	}
-	if e := m.versions[ActiveSecret("iris")][0].Expires; e != nil {
+	if e := m.versions[keysecret.ActiveSecret("iris")][0].Expires; e != nil {
 		t.Errorf("the active copy expires: %v", e)
 	}
 	// A regenerated key keeps its slot's activation, and so its due time.
 	m.mu.Lock()
-	m.versions["svc-iris-secondary"][0].Tags = map[string]string{TagState: StateCurrent, TagActivated: fmt.Sprint(c.Now().Add(-time.Hour).Unix())}
+	m.versions["svc-iris-secondary"][0].Tags = map[string]string{keysecret.TagState: keysecret.StateCurrent, keysecret.TagActivated: fmt.Sprint(c.Now().Add(-time.Hour).Unix())}
 	m.mu.Unlock()
 	c.Advance(24 * time.Hour)
-	if _, err := regenerate(m, c, r, "iris", Secondary, ""); err != nil {
+	if _, err := regenerate(m, c, r, "iris", keysecret.Secondary, ""); err != nil {
 		t.Fatal(err)
 	}
 	vs := m.versions["svc-iris-secondary"]
 	if e := vs[len(vs)-1].Expires; e == nil || !e.Equal(c.Now().Add(-25*time.Hour).Add(2*period)) {
 		t.Errorf("regenerated exp = %v", e)
 	}
-	if got := vs[len(vs)-1].Tags[TagActivated]; got != vs[0].Tags[TagActivated] {
-		t.Errorf("regenerated activation %q; want %q", got, vs[0].Tags[TagActivated])
+	if got := vs[len(vs)-1].Tags[keysecret.TagActivated]; got != vs[0].Tags[keysecret.TagActivated] {
+		t.Errorf("regenerated activation %q; want %q", got, vs[0].Tags[keysecret.TagActivated])
 	}
 }

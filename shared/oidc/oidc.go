@@ -50,7 +50,7 @@ var (
 	ErrUnavailable = errors.New("oidc: issuer keys unavailable")
 )
 
-// Defaults for the zero values of [Options].
+// Defaults of [Options] ([DefaultOptions]).
 const (
 	DefaultLeeway             = 60 * time.Second
 	DefaultMaxTokenBytes      = 16 << 10
@@ -79,49 +79,57 @@ const (
 // supportedAlgs are the algorithms Options.Algorithms may name.
 var supportedAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"}
 
-// Options holds the settings of a [Verifier]. Issuers is required; every
-// other field takes its default when left at its zero value.
+// Options tune a [Verifier]; nil means [DefaultOptions]. Fields are used
+// as given (a zero duration means none); a nil HTTPClient, Now or Logger
+// takes its default.
 type Options struct {
-	// Issuers lists the accepted "iss" values, compared exactly. Each must
-	// be an absolute https URL, or http with a loopback host.
-	Issuers []string
-
-	// Algorithms lists the accepted "alg" values. Default ["RS256"], as
-	// Entra ID signs. Allowed: RS256, RS384, RS512, PS256, PS384, PS512,
-	// ES256; "none" and HMAC algorithms are refused by New.
+	// Algorithms lists the accepted "alg" values, at least one of RS256,
+	// RS384, RS512, PS256, PS384, PS512, ES256 (default RS256 alone, as
+	// Entra ID signs); "none" and HMAC algorithms are refused by New.
 	Algorithms []string
 
-	// Leeway is the clock skew allowed for exp, nbf and iat. Default 60s;
-	// a negative value means no leeway.
+	// Leeway is the clock skew allowed for exp, nbf and iat; 0 allows
+	// none. Default 60s.
 	Leeway time.Duration
 
-	// MaxTokenBytes is the longest token accepted; longer ones are refused
-	// before parsing. Default 16 KiB.
+	// MaxTokenBytes is the longest token accepted, positive; longer ones
+	// are refused before parsing. Default 16 KiB.
 	MaxTokenBytes int
 
 	// DefaultMaxAge is how long a JWKS is cached when its response has no
-	// usable Cache-Control max-age. Default 1 hour.
+	// usable Cache-Control max-age, within 1 minute and 24 hours. Default
+	// 1 hour.
 	DefaultMaxAge time.Duration
 
 	// RefreshMinInterval is the least time between two JWKS refreshes of
-	// one issuer caused by tokens with an unknown kid. Default 5 minutes.
+	// one issuer caused by tokens with an unknown kid; 0: no limit.
+	// Default 5 minutes.
 	RefreshMinInterval time.Duration
 
 	// RetryInterval is the least time between a failed discovery or JWKS
-	// fetch for an issuer and the next attempt. Default 10 seconds.
+	// fetch for an issuer and the next attempt; 0: at once. Default 10
+	// seconds.
 	RetryInterval time.Duration
 
-	// HTTPClient fetches discovery documents and JWKS. Default: a client
+	// HTTPClient fetches discovery documents and JWKS. Nil: a client
 	// with a 10 second timeout that follows redirects only to URLs allowed
 	// for issuers (https, or http on loopback).
 	HTTPClient *http.Client
 
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Nil: time.Now.
 	Now func() time.Time
 
 	// Logger receives warnings about failed fetches and debug lines about
-	// successful ones. Default slog.Default().
+	// successful ones. Nil: slog.Default().
 	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults named on each field of [Options].
+func DefaultOptions() Options {
+	return Options{
+		Algorithms: []string{"RS256"}, Leeway: DefaultLeeway, MaxTokenBytes: DefaultMaxTokenBytes,
+		DefaultMaxAge: DefaultMaxAge, RefreshMinInterval: DefaultRefreshMinInterval, RetryInterval: DefaultRetryInterval,
+	}
 }
 
 // Verifier verifies tokens of a fixed set of issuers. It is safe for
@@ -152,25 +160,30 @@ type Claims struct {
 	Expiry   time.Time // exp
 }
 
-// New returns a Verifier for opts. It checks the configuration but fetches
-// nothing: discovery happens on first need.
-func New(opts Options) (*Verifier, error) {
-	if len(opts.Issuers) == 0 {
+// New returns a Verifier of tokens of issuers, whose "iss" values are
+// compared exactly; each must be an absolute https URL, or http with a
+// loopback host. It checks the configuration but fetches nothing:
+// discovery happens on first need.
+func New(issuers []string, opts *Options) (*Verifier, error) {
+	if len(issuers) == 0 {
 		return nil, errors.New("oidc: no issuer configured")
 	}
-	v := &Verifier{
-		issuers:   make(map[string]*issuer, len(opts.Issuers)),
-		algs:      []string{"RS256"},
-		leeway:    opts.Leeway,
-		maxBytes:  opts.MaxTokenBytes,
-		defMaxAge: opts.DefaultMaxAge,
-		minRefr:   opts.RefreshMinInterval,
-		retry:     opts.RetryInterval,
-		client:    opts.HTTPClient,
-		now:       opts.Now,
-		log:       opts.Logger,
+	o := DefaultOptions()
+	if opts != nil {
+		o = *opts
 	}
-	for _, iss := range opts.Issuers {
+	v := &Verifier{
+		issuers:   make(map[string]*issuer, len(issuers)),
+		leeway:    o.Leeway,
+		maxBytes:  o.MaxTokenBytes,
+		defMaxAge: min(max(o.DefaultMaxAge, minMaxAge), maxMaxAge),
+		minRefr:   o.RefreshMinInterval,
+		retry:     o.RetryInterval,
+		client:    o.HTTPClient,
+		now:       o.Now,
+		log:       o.Logger,
+	}
+	for _, iss := range issuers {
 		if err := checkURL(iss, false); err != nil {
 			return nil, fmt.Errorf("oidc: issuer %q: %w", iss, err)
 		}
@@ -180,31 +193,20 @@ func New(opts Options) (*Verifier, error) {
 		v.issuers[iss] = &issuer{iss: iss, v: v}
 		v.order = append(v.order, iss)
 	}
-	if len(opts.Algorithms) > 0 {
-		for _, a := range opts.Algorithms {
-			if !slices.Contains(supportedAlgs, a) {
-				return nil, fmt.Errorf("oidc: algorithm %q not supported; use some of %s", a, strings.Join(supportedAlgs, ", "))
-			}
+	if len(o.Algorithms) == 0 {
+		return nil, errors.New("oidc: no algorithm accepted")
+	}
+	for _, a := range o.Algorithms {
+		if !slices.Contains(supportedAlgs, a) {
+			return nil, fmt.Errorf("oidc: algorithm %q not supported; use some of %s", a, strings.Join(supportedAlgs, ", "))
 		}
-		v.algs = slices.Clone(opts.Algorithms)
 	}
+	v.algs = slices.Clone(o.Algorithms)
 	switch {
-	case v.leeway == 0:
-		v.leeway = DefaultLeeway
-	case v.leeway < 0:
-		v.leeway = 0
-	}
-	if v.maxBytes <= 0 {
-		v.maxBytes = DefaultMaxTokenBytes
-	}
-	if v.defMaxAge <= 0 {
-		v.defMaxAge = DefaultMaxAge
-	}
-	if v.minRefr <= 0 {
-		v.minRefr = DefaultRefreshMinInterval
-	}
-	if v.retry <= 0 {
-		v.retry = DefaultRetryInterval
+	case v.leeway < 0 || v.minRefr < 0 || v.retry < 0:
+		return nil, errors.New("oidc: a negative duration")
+	case v.maxBytes <= 0:
+		return nil, fmt.Errorf("oidc: MaxTokenBytes %d is not positive", v.maxBytes)
 	}
 	if v.client == nil {
 		v.client = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: checkRedirect}

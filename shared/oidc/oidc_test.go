@@ -62,15 +62,12 @@ func newEnv(t *testing.T, mod func(*oidc.Options), popts ...oidctest.Option) *en
 	t.Helper()
 	clk := fakeclock.New(t0)
 	p := oidctest.NewProvider(t, append([]oidctest.Option{oidctest.WithNow(clk.Now)}, popts...)...)
-	opts := oidc.Options{
-		Issuers: []string{p.Issuer()},
-		Now:     clk.Now,
-		Logger:  slog.New(slog.DiscardHandler),
-	}
+	opts := oidc.DefaultOptions()
+	opts.Now, opts.Logger = clk.Now, slog.New(slog.DiscardHandler)
 	if mod != nil {
 		mod(&opts)
 	}
-	v, err := oidc.New(opts)
+	v, err := oidc.New([]string{p.Issuer()}, &opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -107,39 +104,44 @@ func checkRequests(t *testing.T, p *oidctest.Provider, wantDiscovery, wantJWKS i
 func TestNew(t *testing.T) {
 	tests := []struct {
 		name    string
-		opts    oidc.Options
+		issuers []string
+		algs    []string // nil: the default
 		wantErr bool
 	}{
-		{"https issuer", oidc.Options{Issuers: []string{"https://login.microsoftonline.com/t/v2.0"}}, false},
-		{"both Entra shapes", oidc.Options{Issuers: []string{"https://sts.windows.net/t/", "https://login.microsoftonline.com/t/v2.0"}}, false},
-		{"http 127.0.0.1", oidc.Options{Issuers: []string{"http://127.0.0.1:8080/x"}}, false},
-		{"http 127.0.0.2", oidc.Options{Issuers: []string{"http://127.0.0.2/"}}, false},
-		{"http ::1", oidc.Options{Issuers: []string{"http://[::1]:7071/api"}}, false},
-		{"http localhost", oidc.Options{Issuers: []string{"http://localhost:7071/api"}}, false},
-		{"ES256 allowed", oidc.Options{Issuers: []string{"https://a/"}, Algorithms: []string{"RS256", "ES256"}}, false},
-		{"no issuer", oidc.Options{}, true},
-		{"empty issuer", oidc.Options{Issuers: []string{""}}, true},
-		{"http remote", oidc.Options{Issuers: []string{"http://sts.windows.net/t/"}}, true},
-		{"http loopback-looking name", oidc.Options{Issuers: []string{"http://127.0.0.1.example.com/"}}, true},
-		{"ftp", oidc.Options{Issuers: []string{"ftp://example.com/"}}, true},
-		{"relative", oidc.Options{Issuers: []string{"/t/v2.0"}}, true},
-		{"no scheme", oidc.Options{Issuers: []string{"login.microsoftonline.com/t/v2.0"}}, true},
-		{"user info", oidc.Options{Issuers: []string{"https://u:p@example.com/"}}, true},
-		{"query", oidc.Options{Issuers: []string{"https://example.com/?a=b"}}, true},
-		{"fragment", oidc.Options{Issuers: []string{"https://example.com/#x"}}, true},
-		{"duplicate", oidc.Options{Issuers: []string{"https://a/", "https://a/"}}, true},
-		{"alg none", oidc.Options{Issuers: []string{"https://a/"}, Algorithms: []string{"none"}}, true},
-		{"alg HS256", oidc.Options{Issuers: []string{"https://a/"}, Algorithms: []string{"RS256", "HS256"}}, true},
-		{"alg ES384", oidc.Options{Issuers: []string{"https://a/"}, Algorithms: []string{"ES384"}}, true},
+		{"https issuer", []string{"https://login.microsoftonline.com/t/v2.0"}, nil, false},
+		{"both Entra shapes", []string{"https://sts.windows.net/t/", "https://login.microsoftonline.com/t/v2.0"}, nil, false},
+		{"http 127.0.0.1", []string{"http://127.0.0.1:8080/x"}, nil, false},
+		{"http 127.0.0.2", []string{"http://127.0.0.2/"}, nil, false},
+		{"http ::1", []string{"http://[::1]:7071/api"}, nil, false},
+		{"http localhost", []string{"http://localhost:7071/api"}, nil, false},
+		{"ES256 allowed", []string{"https://a/"}, []string{"RS256", "ES256"}, false},
+		{"no issuer", nil, nil, true},
+		{"empty issuer", []string{""}, nil, true},
+		{"http remote", []string{"http://sts.windows.net/t/"}, nil, true},
+		{"http loopback-looking name", []string{"http://127.0.0.1.example.com/"}, nil, true},
+		{"ftp", []string{"ftp://example.com/"}, nil, true},
+		{"relative", []string{"/t/v2.0"}, nil, true},
+		{"no scheme", []string{"login.microsoftonline.com/t/v2.0"}, nil, true},
+		{"user info", []string{"https://u:p@example.com/"}, nil, true},
+		{"query", []string{"https://example.com/?a=b"}, nil, true},
+		{"fragment", []string{"https://example.com/#x"}, nil, true},
+		{"duplicate", []string{"https://a/", "https://a/"}, nil, true},
+		{"alg none", []string{"https://a/"}, []string{"none"}, true},
+		{"alg HS256", []string{"https://a/"}, []string{"RS256", "HS256"}, true},
+		{"alg ES384", []string{"https://a/"}, []string{"ES384"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := oidc.New(tt.opts)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("New(%+v) error = %v; want error %v", tt.opts, err, tt.wantErr)
+			opts := oidc.DefaultOptions()
+			if tt.algs != nil {
+				opts.Algorithms = tt.algs
 			}
-			if err == nil && !slices.Equal(v.Issuers(), tt.opts.Issuers) {
-				t.Errorf("Issuers() = %q; want %q", v.Issuers(), tt.opts.Issuers)
+			v, err := oidc.New(tt.issuers, &opts)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("New(%q, %q) error = %v; want error %v", tt.issuers, tt.algs, err, tt.wantErr)
+			}
+			if err == nil && !slices.Equal(v.Issuers(), tt.issuers) {
+				t.Errorf("Issuers() = %q; want %q", v.Issuers(), tt.issuers)
 			}
 		})
 	}
@@ -430,14 +432,14 @@ func TestLeeway(t *testing.T) {
 		claims jwt.MapClaims
 		ok     bool
 	}{
-		{"expired 30s ago, default leeway", 0, jwt.MapClaims{"exp": now - 30}, true},
-		{"expired 61s ago, default leeway", 0, jwt.MapClaims{"exp": now - 61}, false},
-		{"nbf 30s ahead, default leeway", 0, jwt.MapClaims{"nbf": now + 30}, true},
-		{"iat 30s ahead, default leeway", 0, jwt.MapClaims{"iat": now + 30}, true},
+		{"expired 30s ago, default leeway", oidc.DefaultLeeway, jwt.MapClaims{"exp": now - 30}, true},
+		{"expired 61s ago, default leeway", oidc.DefaultLeeway, jwt.MapClaims{"exp": now - 61}, false},
+		{"nbf 30s ahead, default leeway", oidc.DefaultLeeway, jwt.MapClaims{"nbf": now + 30}, true},
+		{"iat 30s ahead, default leeway", oidc.DefaultLeeway, jwt.MapClaims{"iat": now + 30}, true},
 		{"expired 30s ago, leeway 10s", 10 * time.Second, jwt.MapClaims{"exp": now - 30}, false},
-		{"expired 1s ago, negative leeway", -1, jwt.MapClaims{"exp": now - 1}, false},
-		{"nbf 1s ahead, negative leeway", -1, jwt.MapClaims{"nbf": now + 1}, false},
-		{"expires in 1s, negative leeway", -1, jwt.MapClaims{"exp": now + 1}, true},
+		{"expired 1s ago, zero leeway", 0, jwt.MapClaims{"exp": now - 1}, false},
+		{"nbf 1s ahead, zero leeway", 0, jwt.MapClaims{"nbf": now + 1}, false},
+		{"expires in 1s, zero leeway", 0, jwt.MapClaims{"exp": now + 1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -465,7 +467,7 @@ func TestMaxTokenBytes(t *testing.T) {
 		{len(tok), nil},
 		{len(tok) - 1, oidc.ErrTooLarge},
 	} {
-		v, err := oidc.New(oidc.Options{Issuers: []string{e.p.Issuer()}, Now: e.clk.Now, MaxTokenBytes: tt.limit})
+		v, err := oidc.New([]string{e.p.Issuer()}, opts(func(o *oidc.Options) { o.Now = e.clk.Now; o.MaxTokenBytes = tt.limit }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -484,11 +486,7 @@ func TestEntraIssuerShapes(t *testing.T) {
 	if !strings.HasSuffix(v2.Issuer(), "/"+tenant+"/v2.0") || !strings.HasSuffix(v1.Issuer(), "/"+tenant+"/") {
 		t.Fatalf("issuers %q and %q do not have the Entra shapes", v2.Issuer(), v1.Issuer())
 	}
-	v, err := oidc.New(oidc.Options{
-		Issuers: []string{v1.Issuer(), v2.Issuer()},
-		Now:     clk.Now,
-		Logger:  slog.New(slog.DiscardHandler),
-	})
+	v, err := oidc.New([]string{v1.Issuer(), v2.Issuer()}, opts(func(o *oidc.Options) { o.Now = clk.Now; o.Logger = slog.New(slog.DiscardHandler) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +528,7 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 		clk := fakeclock.New(t0)
 		p := oidctest.NewProvider(t, oidctest.WithIssuerPath("/tenant/"), oidctest.WithNow(clk.Now))
 		iss := strings.TrimSuffix(p.Issuer(), "/") // same discovery URL, different issuer
-		v, err := oidc.New(oidc.Options{Issuers: []string{iss}, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+		v, err := oidc.New([]string{iss}, opts(func(o *oidc.Options) { o.Now = clk.Now; o.Logger = slog.New(slog.DiscardHandler) }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -604,7 +602,7 @@ func TestBrokenProviders(t *testing.T) {
 				_, _ = w.Write(body)
 			})
 			clk := fakeclock.New(t0)
-			v, err := oidc.New(oidc.Options{Issuers: []string{iss}, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+			v, err := oidc.New([]string{iss}, opts(func(o *oidc.Options) { o.Now = clk.Now; o.Logger = slog.New(slog.DiscardHandler) }))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -629,7 +627,7 @@ func TestBrokenProviders(t *testing.T) {
 			fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, iss, srv.URL+"/keys")
 		})
 		mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(validSet(t)) })
-		v, err := oidc.New(oidc.Options{Issuers: []string{iss}, Now: fakeclock.New(t0).Now})
+		v, err := oidc.New([]string{iss}, opts(func(o *oidc.Options) { o.Now = fakeclock.New(t0).Now }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -754,11 +752,12 @@ func TestCacheLifetime(t *testing.T) {
 		defMaxAge    time.Duration
 		wantLife     time.Duration
 	}{
-		{"max-age=60", "public, max-age=60", 0, 60 * time.Second},
-		{"max-age=3600", "max-age=3600", 0, time.Hour},
-		{"max-age below the floor", "max-age=5", 0, time.Minute},
-		{"max-age above the ceiling", "max-age=999999", 0, 24 * time.Hour},
-		{"no header, default", "", 0, oidc.DefaultMaxAge},
+		{"max-age=60", "public, max-age=60", oidc.DefaultMaxAge, 60 * time.Second},
+		{"max-age=3600", "max-age=3600", oidc.DefaultMaxAge, time.Hour},
+		{"max-age below the floor", "max-age=5", oidc.DefaultMaxAge, time.Minute},
+		{"max-age above the ceiling", "max-age=999999", oidc.DefaultMaxAge, 24 * time.Hour},
+		{"no header, default", "", oidc.DefaultMaxAge, oidc.DefaultMaxAge},
+		{"no header, zero default: the floor", "", 0, time.Minute},
 		{"no header, configured default", "", 10 * time.Minute, 10 * time.Minute},
 		{"no-store", "no-store, max-age=60", 10 * time.Minute, 10 * time.Minute},
 		{"unparseable", "max-age=soon", 10 * time.Minute, 10 * time.Minute},
@@ -920,7 +919,7 @@ func TestCanceledContext(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	clk := fakeclock.New(t0)
 	p := oidctest.NewProvider(f, oidctest.WithNow(clk.Now))
-	v, err := oidc.New(oidc.Options{Issuers: []string{p.Issuer()}, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	v, err := oidc.New([]string{p.Issuer()}, opts(func(o *oidc.Options) { o.Now = clk.Now; o.Logger = slog.New(slog.DiscardHandler) }))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -971,4 +970,11 @@ func TestDiscoveryURL(t *testing.T) {
 			t.Errorf("DiscoveryURL(%q) = %q; want %q", tt.iss, got, tt.want)
 		}
 	}
+}
+
+// opts returns the default options edited by mod.
+func opts(mod func(*oidc.Options)) *oidc.Options {
+	o := oidc.DefaultOptions()
+	mod(&o)
+	return &o
 }

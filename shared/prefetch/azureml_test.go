@@ -53,7 +53,7 @@ func TestAzureMLEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := prefetch.New(e.store, []prefetch.Consumer{{Name: "batch", Source: src}}, &prefetch.Options{Lead: lead, Now: e.clk.Now})
+	p := prefetch.New(e.store, []prefetch.Consumer{{Name: "batch", Source: src}}, &prefetch.Options{Lead: lead, Now: e.clk.Now, Period: prefetch.DefaultPeriod, FetchTimeout: prefetch.DefaultFetchTimeout})
 	res, err := p.Run(context.Background())
 	if err != nil || res[0].Outcome != prefetch.Fetched || calls.Load() != 1 {
 		t.Fatalf("Run = %+v, %v (%d ARM calls)", res, err, calls.Load())

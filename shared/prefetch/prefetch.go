@@ -49,18 +49,38 @@ type Consumer struct {
 	Source  client.TokenSource
 }
 
-// Options tune a [Prefetcher]; zero fields take the defaults.
+// Options tune a [Prefetcher]; nil means [DefaultOptions]. Fields are used
+// as given; a nil Now or Logger takes its default.
 type Options struct {
-	// Lead is how long before refreshAfter a token is replaced. Default
-	// 10 minutes.
+	// Lead is how long before refreshAfter a token is replaced; 0: at
+	// refreshAfter.
 	Lead time.Duration
 	// Period is the time to the next run: a stored token that expires
-	// before it gets the token_expiring event. Default 5 minutes.
+	// before it gets the token_expiring event; 0: only one already
+	// expired.
 	Period time.Duration
-	// FetchTimeout bounds one fetch. Default 30 s.
+	// FetchTimeout bounds one fetch; 0: only the run's context does.
 	FetchTimeout time.Duration
-	Now          func() time.Time // default time.Now
-	Logger       *slog.Logger     // default discard
+	Now          func() time.Time // nil: time.Now
+	Logger       *slog.Logger     // nil: discard
+}
+
+// Defaults.
+const (
+	// DefaultPeriod is the period of the default schedule, every 5 minutes.
+	DefaultPeriod       = 5 * time.Minute
+	DefaultFetchTimeout = 30 * time.Second
+)
+
+// LeadFor is the default lead for runs period apart: two periods, and at
+// least 5 minutes, so that a failed run has a second chance before
+// refreshAfter.
+func LeadFor(period time.Duration) time.Duration { return max(2*period, 5*time.Minute) }
+
+// DefaultOptions returns the defaults: Period [DefaultPeriod], Lead
+// LeadFor(DefaultPeriod), FetchTimeout [DefaultFetchTimeout].
+func DefaultOptions() Options {
+	return Options{Lead: LeadFor(DefaultPeriod), Period: DefaultPeriod, FetchTimeout: DefaultFetchTimeout}
 }
 
 // Prefetcher refreshes a fixed set of consumers' tokens. It is safe for
@@ -73,19 +93,11 @@ type Prefetcher struct {
 
 // New returns a Prefetcher writing to store.
 func New(store *secretstore.Store, consumers []Consumer, opts *Options) *Prefetcher {
-	p := &Prefetcher{store: store, consumers: consumers}
+	p := &Prefetcher{store: store, consumers: consumers, opts: DefaultOptions()}
 	if opts != nil {
 		p.opts = *opts
 	}
-	if p.opts.Lead <= 0 {
-		p.opts.Lead = 10 * time.Minute
-	}
-	if p.opts.Period <= 0 {
-		p.opts.Period = 5 * time.Minute
-	}
-	if p.opts.FetchTimeout <= 0 {
-		p.opts.FetchTimeout = 30 * time.Second
-	}
+
 	if p.opts.Now == nil {
 		p.opts.Now = time.Now
 	}
@@ -194,8 +206,11 @@ func (p *Prefetcher) RunOne(ctx context.Context, c Consumer) (Result, error) {
 }
 
 func (p *Prefetcher) fetch(ctx context.Context, c Consumer) (*client.Token, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.FetchTimeout)
-	defer cancel()
+	if t := p.opts.FetchTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	tok, err := c.Source.Token(ctx)
 	if err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 	log, buf := logtest.New()
 	iss := &issuer{now: clk.Now}
 	p := prefetch.New(st, []prefetch.Consumer{{Name: "batch", Service: "iris", Source: iss}},
-		&prefetch.Options{Lead: lead, Period: period, Now: clk.Now, Logger: log})
+		&prefetch.Options{Lead: lead, Period: period, Now: clk.Now, Logger: log, FetchTimeout: prefetch.DefaultFetchTimeout})
 	return &env{clk: clk, store: st, iss: iss, p: p, log: buf}
 }
 
@@ -228,7 +228,7 @@ func TestRemoteModelauth(t *testing.T) {
 	defer srv.Close()
 	c := &client.Client{BaseURL: srv.URL + "/api", Credential: client.Static("remote-admin-key")}
 	p := prefetch.New(e.store, []prefetch.Consumer{{Name: "batch", Service: "iris", Source: c.TokenSource("iris")}},
-		&prefetch.Options{Lead: lead, Now: e.clk.Now})
+		&prefetch.Options{Lead: lead, Now: e.clk.Now, Period: prefetch.DefaultPeriod, FetchTimeout: prefetch.DefaultFetchTimeout})
 	if _, err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestRunsConsumersConcurrently(t *testing.T) {
 	for i := range 3 {
 		cs = append(cs, prefetch.Consumer{Name: fmt.Sprint("c", i), Source: slow})
 	}
-	p := prefetch.New(e.store, cs, &prefetch.Options{Now: e.clk.Now})
+	p := prefetch.New(e.store, cs, &prefetch.Options{Lead: prefetch.LeadFor(prefetch.DefaultPeriod), Period: prefetch.DefaultPeriod, FetchTimeout: prefetch.DefaultFetchTimeout, Now: e.clk.Now})
 	done := make(chan error)
 	go func() { _, err := p.Run(context.Background()); done <- err }()
 	for {
@@ -328,7 +328,7 @@ func TestRemoteWithoutRefreshAfter(t *testing.T) {
 	defer srv.Close()
 	c := &client.Client{BaseURL: srv.URL + "/api", Credential: client.Static("k")}
 	p := prefetch.New(e.store, []prefetch.Consumer{{Name: "batch", Service: "iris", Source: c.TokenSource("iris")}},
-		&prefetch.Options{Lead: lead, Now: e.clk.Now})
+		&prefetch.Options{Lead: lead, Now: e.clk.Now, Period: prefetch.DefaultPeriod, FetchTimeout: prefetch.DefaultFetchTimeout})
 	if _, err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keysecret"
@@ -57,7 +58,7 @@ func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
 	if got := drv.newest(keysecret.ActiveSecret(service)); got != fresh {
 		t.Fatal("the next run did not move the copy to the regenerated key")
 	}
-	v := keyring.New(store, []string{service}, &keyring.Options{TTL: time.Nanosecond, Now: clock.Now})
+	v := keyring.New(store, []string{service}, &keyring.Options{Bounds: cache.Bounds{TTL: time.Nanosecond}, Now: clock.Now})
 	if _, err := v.Validate(ctx, service, revoked); !errors.Is(err, keyring.ErrNoMatch) {
 		t.Fatalf("the revoked key: %v; want ErrNoMatch", err)
 	}

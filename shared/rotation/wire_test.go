@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -29,7 +30,7 @@ func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator
 	}
 	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return policy }, Now: w.now}
 	ring := keyring.New(store, []string{service}, &keyring.Options{
-		TTL: w.ringTTL, RefreshMinInterval: w.refreshMinInterval, MaxStale: w.maxStale, Now: w.now,
+		Bounds: cache.Bounds{TTL: w.ringTTL, RefreshMinInterval: w.refreshMinInterval, MaxStale: w.maxStale}, Now: w.now,
 		Provision: rot.Provision,
 	})
 	rot.Keys = ring

@@ -83,12 +83,11 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 // Options tune a [Set]. TTL, RefreshMinInterval and MaxStale are used as
 // given, as [cache.Options].
 type Options struct {
-	Policy             Policy
-	TTL                time.Duration
-	RefreshMinInterval time.Duration
-	MaxStale           time.Duration
-	Now                func() time.Time // nil: time.Now
-	Logger             *slog.Logger     // nil: discard
+	Policy Policy
+	// Bounds are the cache's, as the service keys' ([cache.Bounds]).
+	cache.Bounds
+	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger     // nil: discard
 }
 
 // Set is the signing keys of the app, read from the store and cached. It
@@ -130,7 +129,7 @@ func New(store *secretstore.Store, opts Options) *Set {
 	}
 	s := &Set{store: store, opts: opts, parsed: map[string]*Key{}}
 	s.cache = cache.New(s.load, cache.Options[*snapshot]{
-		TTL: opts.TTL, RefreshMinInterval: opts.RefreshMinInterval, MaxStale: opts.MaxStale, Now: opts.Now,
+		Bounds: opts.Bounds, Now: opts.Now,
 		Backoff: func(err error) time.Duration {
 			return secretstore.Backoff(err, opts.RefreshMinInterval, max(opts.TTL, opts.RefreshMinInterval))
 		},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -33,8 +34,9 @@ func newStore(t *testing.T, clk *fakeclock.Clock) *secretstore.Store {
 
 func newSet(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy) *signingkey.Set {
 	return signingkey.New(st, signingkey.Options{
-		Policy: p, TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute,
-		Now: clk.Now,
+		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
+		Policy: p,
+		Now:    clk.Now,
 	})
 }
 
@@ -242,7 +244,7 @@ func TestNoValidTokenRefused(t *testing.T) {
 			var sets []*signingkey.Set
 			for range 2 {
 				set := newSet(st, clk, p)
-				a, err := jwtauth.New(set, jwtauth.Options{Issuer: "https://app/api", Alg: p.Alg, Leeway: time.Minute, Now: clk.Now})
+				a, err := jwtauth.New(set, "https://app/api", p.Alg, &jwtauth.Options{Leeway: time.Minute, MaxTokenBytes: jwtauth.DefaultMaxTokenBytes, Now: clk.Now})
 				if err != nil {
 					t.Fatal(err)
 				}

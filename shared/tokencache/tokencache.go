@@ -38,6 +38,9 @@ type Cache[V any] struct {
 	gen uint64 // counts DropKids calls
 }
 
+// DefaultSize is the size TOKEN_CACHE_SIZE defaults to.
+const DefaultSize = 10000
+
 // New returns a cache of at most size entries (at least 1); now is the
 // clock (nil: time.Now).
 func New[V any](size int, now func() time.Time) *Cache[V] {

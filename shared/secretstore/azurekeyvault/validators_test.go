@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keysecret"
@@ -27,7 +28,7 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 	store := openStore(t, kv, fast)
 	c := fakeclock.New(time.Unix(2e9, 0))
 	ring := keyring.New(store, []string{"iris"}, &keyring.Options{
-		TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute, Now: c.Now,
+		Bounds: cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute}, Now: c.Now,
 		Provision: provisioner(store),
 	})
 	ctx := context.Background()
@@ -68,7 +69,7 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 func storeCallsUnderLoad(t testing.TB, n int, span, ttl, interval time.Duration) (gets int64, d time.Duration) {
 	kv := keyvaulttest.NewServer(t, nil)
 	store := openStore(t, kv, nil)
-	ring := keyring.New(store, []string{"iris"}, &keyring.Options{TTL: ttl, RefreshMinInterval: interval, MaxStale: time.Minute,
+	ring := keyring.New(store, []string{"iris"}, &keyring.Options{Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: interval, MaxStale: time.Minute},
 		Provision: provisioner(store)})
 	ctx := context.Background()
 	keys, err := ring.Get(ctx, "iris") // creates the keys: not counted
