@@ -302,7 +302,7 @@ func TestConsumerAccessBicep(t *testing.T) {
 			t.Errorf("consumer-access.bicep lacks %q", want)
 		}
 	}
-	// The same rule, applied to the app's secret names (design.md section 4).
+	// The same rule, applied to the app's secret names (docs/design.md section 4).
 	isToken := func(s string) bool { return strings.HasPrefix(s, "tok-") }
 	isActive := func(s string) bool { return strings.HasPrefix(s, "svc-") && strings.HasSuffix(s, "-active") }
 	for name, allowed := range map[string]bool{

@@ -32,7 +32,7 @@ type settingsFile struct {
 }
 
 // settingsFiles are tried in order; the example file is the checked-in
-// template that design.md asks for, used when no private copy exists.
+// template that docs/design.md (section 3) asks for, used when no private copy exists.
 var settingsFiles = []string{"local.settings.json", "local.settings.example.json"}
 
 // loadSettings reads the first of settingsFiles that exists under root.

@@ -20,7 +20,7 @@ import (
 // rotation, end to end through the local host and the Key Vault test
 // server, and checks that the next run, in the handler the host restarted,
 // finishes that same rotation with the value staged before the crash
-// (design.md section 5): one new key takes effect, the key active before
+// (docs/design.md section 5): one new key takes effect, the key active before
 // the rotation keeps working, and no key reaches the logs.
 func TestRotationCrash(t *testing.T) {
 	if testing.Short() {

@@ -26,7 +26,7 @@ import (
 )
 
 // riePackage is the AWS Lambda Runtime Interface Emulator at the version
-// design.md pins (.ci/run installs the same).
+// docs/design.md (section 6) pins (.ci/run installs the same).
 const riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d"
 
 var rie struct {

@@ -36,8 +36,9 @@ type Function struct {
 	Log    *slog.Logger
 }
 
-// Discovery is the OpenID Connect discovery document: the members design.md
-// lists, all that a verifier of the app's tokens needs.
+// Discovery is the OpenID Connect discovery document: the members that
+// docs/design.md section 2.2 lists, all that a verifier of the app's
+// tokens needs.
 type Discovery struct {
 	Issuer                           string   `json:"issuer"`
 	JWKSURI                          string   `json:"jwks_uri"`

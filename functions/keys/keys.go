@@ -11,8 +11,8 @@
 // Cache-Control: no-store, and write an audit event (caller and service,
 // never a key). Other actions are 404; a service not in key mode is 409.
 //
-// rotate runs a forced rotation (design.md section 5) inside the request,
-// so it takes at least one KEY_CACHE_TTL (30 s by default): the new key is
+// rotate runs a rotation now (docs/design.md section 5) inside the
+// request, so it takes at least one KEY_CACHE_TTL (30 s by default): the new key is
 // staged, every instance is given the TTL to learn it, then it is tested
 // and activated. Its answer adds "rotation": {"outcome", "id", "keyType"}
 // (outcome completed, or superseded when a concurrent rotation finished

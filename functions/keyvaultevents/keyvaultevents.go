@@ -1,5 +1,5 @@
 // Package keyvaultevents is the keyvaultevents Event Grid function
-// (design.md sections 2 and 5), subscribed to the vault's system topic.
+// (docs/design.md sections 2 and 5), subscribed to the vault's system topic.
 //
 // SecretNearExpiry and SecretExpired for a service key secret
 // (svc-<service>-primary, -secondary or -active) of a key-mode service run

@@ -1,5 +1,5 @@
-// Package prefetchtokens is the prefetchtokens timer function (design.md
-// section 2): on PREFETCH_SCHEDULE it refreshes every configured
+// Package prefetchtokens is the prefetchtokens timer function
+// (docs/design.md section 2): on PREFETCH_SCHEDULE it refreshes every configured
 // consumer's token in the secret store before its refreshAfter (package
 // prefetch). The host invokes it with the invocation envelope at
 // /prefetchtokens.

@@ -1,4 +1,4 @@
-// Package rotatekeys is the rotatekeys timer function (design.md sections 2
+// Package rotatekeys is the rotatekeys timer function (docs/design.md sections 2
 // and 5): on ROTATION_SCHEDULE it runs the due-check for every key-mode
 // service and rotates the keys that are due, first finishing any rotation
 // a crash left half done, and runs the signing keys' due-check. The host invokes it with the invocation envelope

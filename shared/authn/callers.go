@@ -19,7 +19,7 @@ const AdminRealm = "modelauth"
 const AdminSubject = "admin"
 
 // Right is what a management call needs, as app roles grant it
-// (design.md section 1).
+// (docs/design.md section 1).
 type Right int
 
 // Rights.

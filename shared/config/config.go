@@ -18,7 +18,7 @@
 // credentials, query or fragment.
 //
 // rotationPeriod and refreshInterval, both optional Go durations such as
-// "720h", are a key-mode service's rotation policy (design.md section 5):
+// "720h", are a key-mode service's rotation policy (docs/design.md section 5):
 // how often its keys rotate (default 720h, 30 days) and how often its
 // clients re-read the active key (default 24h). A period shorter than twice
 // the refresh interval is refused, naming the service.
