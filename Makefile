@@ -123,7 +123,7 @@ bench:
 	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 
 lint:
-	@out=$$(gofmt -l shared functions cmd infra); \
+	@out=$$(gofmt -l shared functions cmd infra docs); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 

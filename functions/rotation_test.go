@@ -54,9 +54,7 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	a.Rotator.Target = &rotation.ValidatorTarget{Validator: a.Keys, Now: e.clock}
 	a.Rotator.Now = e.clock
 	// The signing keys and tokens follow the test's clock too.
-	skOpts := a.signingKeyOptions()
-	skOpts.Now = e.clock
-	a.SigningKeys = signingkey.New(a.Store, skOpts)
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: a.Settings.KeyCache(), Now: e.clock})
 	tokOpts := a.tokenOptions()
 	tokOpts.Now = e.clock
 	if a.Tokens, err = jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, tokOpts); err != nil {

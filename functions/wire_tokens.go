@@ -19,7 +19,7 @@ import (
 // written now, so that the JWKS served from the start holds it.
 func (a *App) initTokens(ctx context.Context) error {
 	s, cfg := a.Settings, a.Config
-	a.SigningKeys = signingkey.New(a.Store, a.signingKeyOptions())
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: s.KeyCache(), Logger: a.Log})
 	tokens, err := jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, a.tokenOptions())
 	if err != nil {
 		return err
@@ -43,26 +43,22 @@ func (a *App) initTokens(ctx context.Context) error {
 	return nil
 }
 
-// signingKeyOptions are the signing keys' schedule and cache bounds from
-// the settings: the next key is published a JWKS max-age plus a key-cache
-// TTL before it signs, and a replaced key stays published for the longest
-// token lifetime plus the leeway.
-func (a *App) signingKeyOptions() signingkey.Options {
+// signingKeyPolicy is the signing keys' schedule from the settings: the
+// next key is published a JWKS max-age plus a key-cache TTL before it
+// signs, and a replaced key stays published for the longest token lifetime
+// plus the leeway.
+func (a *App) signingKeyPolicy() signingkey.Policy {
 	s := a.Settings
 	retention := a.Config.MaxTokenLifetime()
 	if retention == 0 {
 		retention = config.DefaultTokenLifetime
 	}
-	return signingkey.Options{
-		Bounds: s.KeyCache(),
-		Policy: signingkey.Policy{
-			Alg: s.TokenSigningAlg,
-			// Plus the leeway: instances' clocks may differ by as much.
-			PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL + s.TokenLeeway,
-			Period:       s.SigningKeyPeriod,
-			Retention:    retention + s.TokenLeeway,
-		},
-		Logger: a.Log,
+	return signingkey.Policy{
+		Alg: s.TokenSigningAlg,
+		// Plus the leeway: instances' clocks may differ by as much.
+		PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL + s.TokenLeeway,
+		Period:       s.SigningKeyPeriod,
+		Retention:    retention + s.TokenLeeway,
 	}
 }
 

@@ -33,7 +33,7 @@ const (
 // timeout bounds each fetch. Timers follow the runtime's clock, so
 // testing/synctest controls them.
 func watch(ctx context.Context, src client.TokenSource, timeout time.Duration, emit func(*client.Token) error, warn func(err error, retry time.Duration)) error {
-	rs := client.NewRefreshingSource(src, &client.RefreshOptions{MinRetry: watchMinInterval, FetchTimeout: timeout})
+	rs := client.NewRefreshingSource(src, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.MinRetry = watchMinInterval; o.FetchTimeout = timeout }))
 	var (
 		last     string // the token emitted last
 		reported error  // the refresh error warned about last

@@ -69,7 +69,7 @@ func ExampleNewRefreshingSource() {
 		return &client.Token{AccessToken: fmt.Sprintf("token-%d", n), TokenType: "Bearer",
 			ExpiresOn: now.Add(time.Hour), RefreshAfter: now.Add(30 * time.Minute)}, nil
 	})
-	src := client.NewRefreshingSource(issuer, &client.RefreshOptions{Now: clk.Now})
+	src := client.NewRefreshingSource(issuer, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.Now = clk.Now }))
 	ctx := context.Background()
 
 	tok, _ := src.Token(ctx) // the first call waits for a fetch

@@ -35,18 +35,20 @@ const (
 	DefaultFetchTimeout = time.Minute
 )
 
-// RefreshOptions tune a [RefreshingSource]. The zero value, or nil, means
-// the defaults.
+// RefreshOptions tune a [RefreshingSource]; nil means
+// [DefaultRefreshOptions]. Fields are used as given; a nil Now or Logger
+// takes its default.
 type RefreshOptions struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// MinRetry is the least time between the starts of two fetches while a
 	// valid token is cached (after a failure, or when a fetched token is
-	// already due); 0 means DefaultMinRetry.
+	// already due); 0: no spacing.
 	MinRetry time.Duration
 	// RefreshFraction is the part of the lifetime (from the fetch to
 	// ExpiresOn) after which a token without RefreshAfter, or with one
-	// outside its lifetime, is refreshed; 0 means DefaultRefreshFraction.
+	// outside its lifetime, is refreshed, in (0, 1]; anything else counts
+	// as 1 (at its expiry).
 	RefreshFraction float64
 	// Jitter, if positive, moves each token's refresh earlier by a random
 	// duration below Jitter, so that many consumers of one issuer do not
@@ -54,9 +56,10 @@ type RefreshOptions struct {
 	// before the fetch.
 	Jitter time.Duration
 	// ExpiryLeeway: a token with less than this left is treated as
-	// expired; 0 means DefaultExpiryLeeway, a negative value none.
+	// expired; 0: none.
 	ExpiryLeeway time.Duration
-	// FetchTimeout bounds each fetch; 0 means DefaultFetchTimeout.
+	// FetchTimeout bounds each fetch; 0: no bound (the fetch outlives its
+	// caller's context: set one).
 	FetchTimeout time.Duration
 	// Logger receives a token_refresh_failed warning for each failed
 	// fetch (never the token); nil means none.
@@ -112,29 +115,34 @@ type fetchCall struct {
 // calls for every new token (src need not be safe for concurrent use: it
 // is called once at a time). opts may be nil.
 func NewRefreshingSource(src TokenSource, opts *RefreshOptions) *RefreshingSource {
-	var o RefreshOptions
+	o := DefaultRefreshOptions()
 	if opts != nil {
 		o = *opts
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MinRetry <= 0 {
-		o.MinRetry = DefaultMinRetry
-	}
 	if o.RefreshFraction <= 0 || o.RefreshFraction > 1 {
-		o.RefreshFraction = DefaultRefreshFraction
+		o.RefreshFraction = 1
 	}
-	switch {
-	case o.ExpiryLeeway == 0:
-		o.ExpiryLeeway = DefaultExpiryLeeway
-	case o.ExpiryLeeway < 0:
-		o.ExpiryLeeway = 0
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = DefaultFetchTimeout
-	}
+	o.ExpiryLeeway = max(o.ExpiryLeeway, 0)
 	return &RefreshingSource{src: src, opts: o}
+}
+
+// RefreshOptionsWith returns the defaults changed by edit: the way to set a
+// few fields and keep the defaults of the others.
+func RefreshOptionsWith(edit func(*RefreshOptions)) *RefreshOptions {
+	o := DefaultRefreshOptions()
+	edit(&o)
+	return &o
+}
+
+// DefaultRefreshOptions returns the defaults: [DefaultMinRetry],
+// [DefaultRefreshFraction], [DefaultExpiryLeeway], [DefaultFetchTimeout],
+// no jitter.
+func DefaultRefreshOptions() RefreshOptions {
+	return RefreshOptions{MinRetry: DefaultMinRetry, RefreshFraction: DefaultRefreshFraction,
+		ExpiryLeeway: DefaultExpiryLeeway, FetchTimeout: DefaultFetchTimeout}
 }
 
 // Token returns a valid token: the cached one, or, with none valid, a new
@@ -185,8 +193,11 @@ func (s *RefreshingSource) startLocked(ctx context.Context, now time.Time) *fetc
 }
 
 func (s *RefreshingSource) fetch(ctx context.Context, c *fetchCall, began time.Time) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
-	defer cancel()
+	if t := s.opts.FetchTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	tok, err := s.src.Token(ctx)
 	now := s.opts.Now()
 	if err == nil && !s.usable(tok, now) {

@@ -107,7 +107,7 @@ func timeline(t *testing.T, poll time.Duration) {
 	const minRetry = client.DefaultMinRetry
 	iss := newIssuer()
 	log, buf := logtest.New()
-	src := client.NewRefreshingSource(iss, &client.RefreshOptions{Logger: log})
+	src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.Logger = log }))
 	ctx := context.Background()
 	start := time.Now()
 
@@ -209,7 +209,7 @@ func TestConcurrentCallersDuringRefresh(t *testing.T) {
 		iss := newIssuer()
 		// MinRetry 1ns: only the one-fetch-at-a-time rule holds the
 		// callers back.
-		src := client.NewRefreshingSource(iss, &client.RefreshOptions{MinRetry: time.Nanosecond})
+		src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.MinRetry = time.Nanosecond }))
 		ctx := context.Background()
 		first, err := src.Token(ctx)
 		if err != nil {
@@ -340,7 +340,7 @@ func TestExpiredAndIssuerDown(t *testing.T) {
 func TestExpiryLeeway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		iss := newIssuer()
-		src := client.NewRefreshingSource(iss, &client.RefreshOptions{ExpiryLeeway: 5 * time.Minute})
+		src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.ExpiryLeeway = 5 * time.Minute }))
 		ctx := context.Background()
 		if _, err := src.Token(ctx); err != nil {
 			t.Fatal(err)
@@ -367,9 +367,10 @@ func TestRefreshTime(t *testing.T) {
 		fraction     float64
 		want         time.Duration // after the token was issued
 	}{
-		{"refreshAfter", 30 * time.Minute, 0, 30 * time.Minute},
+		{"refreshAfter", 30 * time.Minute, client.DefaultRefreshFraction, 30 * time.Minute},
 		{"refreshAfter early", 10 * time.Minute, 0.9, 10 * time.Minute},
-		{"no refreshAfter: half", 0, 0, 30 * time.Minute},
+		{"no refreshAfter: half", 0, client.DefaultRefreshFraction, 30 * time.Minute},
+		{"no refreshAfter, fraction 0: at expiry", 0, 0, time.Hour - client.DefaultExpiryLeeway},
 		{"no refreshAfter: 80%", 0, 0.8, 48 * time.Minute},
 	}
 	for _, tt := range tests {
@@ -377,7 +378,7 @@ func TestRefreshTime(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				iss := newIssuer()
 				iss.refreshAfter, iss.latency = tt.refreshAfter, 0
-				src := client.NewRefreshingSource(iss, &client.RefreshOptions{RefreshFraction: tt.fraction})
+				src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.RefreshFraction = tt.fraction }))
 				ctx := context.Background()
 				src.Token(ctx)
 				time.Sleep(tt.want - time.Second)
@@ -403,7 +404,7 @@ func TestJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		iss := newIssuer()
 		iss.latency = 0
-		src := client.NewRefreshingSource(iss, &client.RefreshOptions{Jitter: 10 * time.Minute})
+		src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.Jitter = 10 * time.Minute }))
 		ctx := context.Background()
 		start := time.Now()
 		for time.Since(start) < 12*time.Hour {
@@ -431,7 +432,7 @@ func TestJitter(t *testing.T) {
 func TestMinRetryOption(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		iss := newIssuer()
-		src := client.NewRefreshingSource(iss, &client.RefreshOptions{MinRetry: 2 * time.Minute})
+		src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.MinRetry = 2 * time.Minute }))
 		ctx := context.Background()
 		src.Token(ctx)
 		iss.setDown(func(time.Time) bool { return true })
@@ -463,7 +464,7 @@ func TestFetchOutlivesCaller(t *testing.T) {
 		iss := newIssuer()
 		release := make(chan struct{})
 		iss.gate = release
-		src := client.NewRefreshingSource(iss, &client.RefreshOptions{FetchTimeout: time.Hour})
+		src := client.NewRefreshingSource(iss, client.RefreshOptionsWith(func(o *client.RefreshOptions) { o.FetchTimeout = time.Hour }))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {

@@ -161,7 +161,6 @@ func CheckSchedule(expr string) error {
 const (
 	DefaultScoreTimeout      = 60 * time.Second
 	DefaultScoreMaxBodyBytes = 10 << 20
-	DefaultSigningKeyPeriod  = 30 * 24 * time.Hour
 )
 
 // DefaultSettings returns the settings used when no variable is set. Every
@@ -182,7 +181,7 @@ func DefaultSettings() Settings {
 		TokenLeeway:           jwtauth.DefaultLeeway,
 		TokenMaxBytes:         jwtauth.DefaultMaxTokenBytes,
 		TokenCacheSize:        tokencache.DefaultSize,
-		SigningKeyPeriod:      DefaultSigningKeyPeriod,
+		SigningKeyPeriod:      signingkey.DefaultPeriod,
 		AdminKeyEnabled:       true,
 		PrefetchSchedule:      DefaultPrefetchSchedule,
 		PrefetchPeriod:        prefetch.DefaultPeriod,

@@ -105,9 +105,8 @@ func newEnv(t testing.TB, alg string) *env {
 // newSet returns another instance's view of the signing keys: its cache
 // starts empty.
 func (e *env) newSet() *signingkey.Set {
-	return signingkey.New(e.st, signingkey.Options{
+	return signingkey.New(e.st, e.policy, &signingkey.Options{
 		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
-		Policy: e.policy,
 		Now:    e.clk.Now,
 	})
 }

@@ -166,7 +166,7 @@ func TestStoreFaultsAtEachStep(t *testing.T) {
 			t.Run(fmt.Sprintf("%s %+v", op, f), func(t *testing.T) {
 				t.Parallel()
 				kv := keyvaulttest.NewServer(t, nil)
-				store, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond, TryTimeout: 300 * time.Millisecond})
+				store, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{MaxRetries: azurekeyvault.DefaultMaxRetries, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: azurekeyvault.DefaultMaxRetryDelay, TryTimeout: 300 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -80,22 +80,29 @@ type Key struct {
 // Signer returns the private key, for signing tokens.
 func (k *Key) Signer() crypto.Signer { return k.signer }
 
-// Options tune a [Set]. TTL, RefreshMinInterval and MaxStale are used as
-// given, as [cache.Options].
+// Options tune a [Set]; nil means [DefaultOptions]. Fields are used as
+// given; a nil Now or Logger takes its default.
 type Options struct {
-	Policy Policy
 	// Bounds are the cache's, as the service keys' ([cache.Bounds]).
 	cache.Bounds
 	Now    func() time.Time // nil: time.Now
 	Logger *slog.Logger     // nil: discard
 }
 
+// DefaultOptions returns the defaults: [cache.DefaultBounds].
+func DefaultOptions() Options { return Options{Bounds: cache.DefaultBounds()} }
+
+// DefaultPeriod is how long a signing key signs by default
+// (SIGNING_KEY_ROTATION_PERIOD).
+const DefaultPeriod = 30 * 24 * time.Hour
+
 // Set is the signing keys of the app, read from the store and cached. It
 // is safe for concurrent use.
 type Set struct {
-	store *secretstore.Store
-	opts  Options
-	cache *cache.Value[*snapshot]
+	store  *secretstore.Store
+	policy Policy
+	opts   Options
+	cache  *cache.Value[*snapshot]
 
 	mu     sync.Mutex
 	parsed map[string]*Key // by version ID: versions never change
@@ -119,15 +126,19 @@ type snapshot struct {
 	until map[string]time.Time
 }
 
-// New returns the signing-key set kept in store.
-func New(store *secretstore.Store, opts Options) *Set {
+// New returns the signing-key set kept in store, on the schedule policy.
+func New(store *secretstore.Store, policy Policy, o *Options) *Set {
+	opts := DefaultOptions()
+	if o != nil {
+		opts = *o
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Set{store: store, opts: opts, parsed: map[string]*Key{}}
+	s := &Set{store: store, policy: policy, opts: opts, parsed: map[string]*Key{}}
 	s.cache = cache.New(s.load, cache.Options[*snapshot]{
 		Bounds: opts.Bounds, Now: opts.Now,
 		Backoff: func(err error) time.Duration {
@@ -167,7 +178,7 @@ func (s *Set) Timeline(ctx context.Context) (Timeline, error) {
 	if err != nil {
 		return Timeline{}, err
 	}
-	return Plan(snap.Value.versions, s.opts.Now(), s.opts.Policy), nil
+	return Plan(snap.Value.versions, s.opts.Now(), s.policy), nil
 }
 
 // Published returns the keys of the JWKS now: next, current and retired.
@@ -176,7 +187,7 @@ func (s *Set) Published(ctx context.Context) ([]*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snap.Value.published(s.opts.Now(), s.opts.Policy), nil
+	return snap.Value.published(s.opts.Now(), s.policy), nil
 }
 
 func (sn *snapshot) published(now time.Time, p Policy) []*Key {
@@ -268,7 +279,7 @@ func (s *Set) Signer(ctx context.Context) (*Key, error) {
 }
 
 func (s *Set) signer(sn *snapshot) *Key {
-	t := Plan(sn.versions, s.opts.Now(), s.opts.Policy)
+	t := Plan(sn.versions, s.opts.Now(), s.policy)
 	if t.Signer < 0 {
 		return nil
 	}
@@ -329,7 +340,7 @@ func (s *Set) rotate(ctx context.Context, now bool) (Result, error) {
 		return Result{}, err
 	}
 	at := s.opts.Now()
-	t := Plan(snap.Value.versions, at, s.opts.Policy)
+	t := Plan(snap.Value.versions, at, s.policy)
 	switch {
 	case t.Signer < 0:
 		v, err := s.write(ctx, ImmediateActivation(snap.Value.versions, at), Current)
@@ -342,7 +353,7 @@ func (s *Set) rotate(ctx context.Context, now bool) (Result, error) {
 	case !now && !t.Due(at):
 		return Result{Outcome: NotDue}, nil
 	}
-	v, err := s.write(ctx, at.Add(s.opts.Policy.PublishAhead), Next)
+	v, err := s.write(ctx, at.Add(s.policy.PublishAhead), Next)
 	if err != nil {
 		return Result{}, err
 	}
@@ -358,7 +369,7 @@ func (s *Set) Revoke(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	t := Plan(snap.Value.versions, s.opts.Now(), s.opts.Policy)
+	t := Plan(snap.Value.versions, s.opts.Now(), s.policy)
 	var res Result
 	if t.Signer >= 0 {
 		cur := t.Entries[t.Signer]
@@ -434,7 +445,7 @@ func (s *Set) tags(kid, alg string, activated time.Time, state State) map[string
 // write generates a key of the policy's algorithm that signs from
 // activated, and writes it as the newest version of the signing-key secret.
 func (s *Set) write(ctx context.Context, activated time.Time, state State) (Version, error) {
-	p := s.opts.Policy
+	p := s.policy
 	priv, err := generate(p.Alg)
 	if err != nil {
 		return Version{}, err
@@ -489,7 +500,7 @@ func (s *Set) load(ctx context.Context) (*snapshot, error) {
 		}
 		sn.versions = append(sn.versions, v)
 	}
-	for _, e := range Plan(sn.versions, s.opts.Now(), s.opts.Policy).Entries {
+	for _, e := range Plan(sn.versions, s.opts.Now(), s.policy).Entries {
 		if e.State == Revoked || e.State == Expired {
 			continue
 		}

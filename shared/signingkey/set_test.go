@@ -33,9 +33,8 @@ func newStore(t *testing.T, clk *fakeclock.Clock) *secretstore.Store {
 }
 
 func newSet(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy) *signingkey.Set {
-	return signingkey.New(st, signingkey.Options{
+	return signingkey.New(st, p, &signingkey.Options{
 		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
-		Policy: p,
 		Now:    clk.Now,
 	})
 }

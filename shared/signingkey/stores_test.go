@@ -28,7 +28,7 @@ func openStore(t *testing.T, kind string, clk *fakeclock.Clock) *secretstore.Sto
 	// follow its own clock (the activated tags); the store's Created only
 	// breaks ties.
 	kv := keyvaulttest.NewServer(t, nil)
-	st, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond})
+	st, err := azurekeyvault.Open(kv.VaultURL, kv.Credential(t), &azurekeyvault.Options{MaxRetries: azurekeyvault.DefaultMaxRetries, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: azurekeyvault.DefaultMaxRetryDelay, TryTimeout: azurekeyvault.DefaultTryTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

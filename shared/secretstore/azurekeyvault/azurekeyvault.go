@@ -56,34 +56,20 @@ const (
 	DefaultTryTimeout    = 10 * time.Second
 )
 
-// Options tune the driver; nil means the defaults above.
+// Options tune the driver; nil means [DefaultOptions]. Fields are used as
+// given.
 type Options struct {
-	MaxRetries    int32         // retries after the first try; negative: none
-	RetryDelay    time.Duration // first delay between tries
-	MaxRetryDelay time.Duration // cap on a delay, and on an honoured Retry-After
-	TryTimeout    time.Duration // cap on one try
+	MaxRetries    int32         // retries after the first try; 0: none
+	RetryDelay    time.Duration // first delay between tries; positive
+	MaxRetryDelay time.Duration // cap on a delay, and on an honoured Retry-After; positive
+	TryTimeout    time.Duration // cap on one try; positive
 	// Transport sends the requests; nil means azcore's default.
 	Transport policy.Transporter
 }
 
-func (o *Options) withDefaults() Options {
-	var r Options
-	if o != nil {
-		r = *o
-	}
-	if r.MaxRetries == 0 {
-		r.MaxRetries = DefaultMaxRetries
-	}
-	if r.RetryDelay == 0 {
-		r.RetryDelay = DefaultRetryDelay
-	}
-	if r.MaxRetryDelay == 0 {
-		r.MaxRetryDelay = DefaultMaxRetryDelay
-	}
-	if r.TryTimeout == 0 {
-		r.TryTimeout = DefaultTryTimeout
-	}
-	return r
+// DefaultOptions returns the defaults above.
+func DefaultOptions() Options {
+	return Options{MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, MaxRetryDelay: DefaultMaxRetryDelay, TryTimeout: DefaultTryTimeout}
 }
 
 type kvDriver struct {
@@ -106,9 +92,19 @@ func open(vaultURL string, cred azcore.TokenCredential, opts *Options) (*kvDrive
 	if !strings.HasPrefix(vaultURL, "https://") {
 		return nil, fmt.Errorf("azurekeyvault: the vault URL must start with https://")
 	}
-	o := opts.withDefaults()
+	o := DefaultOptions()
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxRetries < 0 || o.RetryDelay <= 0 || o.MaxRetryDelay <= 0 || o.TryTimeout <= 0 {
+		return nil, fmt.Errorf("azurekeyvault: retry options %+v: want retries of 0 or more and positive delays", o)
+	}
+	maxRetries := o.MaxRetries
+	if maxRetries == 0 {
+		maxRetries = -1 // azcore's "none"; its 0 is its own default
+	}
 	retry := policy.RetryOptions{
-		MaxRetries:    o.MaxRetries,
+		MaxRetries:    maxRetries,
 		RetryDelay:    o.RetryDelay,
 		MaxRetryDelay: o.MaxRetryDelay,
 		TryTimeout:    o.TryTimeout,

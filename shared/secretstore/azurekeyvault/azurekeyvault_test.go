@@ -42,7 +42,7 @@ func openStore(t testing.TB, kv *keyvaulttest.Server, opts *azurekeyvault.Option
 }
 
 // fast keeps retries short so that fault tests finish quickly.
-var fast = &azurekeyvault.Options{RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 2 * time.Second}
+var fast = &azurekeyvault.Options{MaxRetries: azurekeyvault.DefaultMaxRetries, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 2 * time.Second}
 
 func TestConformance(t *testing.T) {
 	drivertest.RunConformanceTests(t, drivertest.Harness{
