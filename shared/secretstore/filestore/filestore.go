@@ -60,8 +60,6 @@ package filestore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,17 +82,12 @@ import (
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
 
-// Sentinel errors of the driver.
+// Sentinel errors of the driver: package driver's common ones.
 var (
-	// ErrNotFound: the secret or the version does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrDisabled: the version is disabled and cannot be read.
-	ErrDisabled = errors.New("version is disabled")
-	// ErrInvalidArgument: a name the driver cannot store (the portable
-	// store refuses it before the driver sees it).
-	ErrInvalidArgument = errors.New("invalid argument")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("store is closed")
+	ErrNotFound        = driver.ErrNotFound        // the secret or the version does not exist
+	ErrDisabled        = driver.ErrDisabled        // the version is disabled and cannot be read
+	ErrInvalidArgument = driver.ErrInvalidArgument // a name the driver cannot store
+	ErrClosed          = driver.ErrClosed          // the store was closed
 )
 
 const (
@@ -204,8 +197,8 @@ func (r *record) properties() driver.Properties {
 		Version:     r.Version,
 		ContentType: r.ContentType,
 		Enabled:     r.Enabled,
-		Expires:     cloneTime(r.Expires),
-		NotBefore:   cloneTime(r.NotBefore),
+		Expires:     driver.CloneTime(r.Expires),
+		NotBefore:   driver.CloneTime(r.NotBefore),
 		Created:     r.Created,
 		Updated:     r.Updated,
 		Tags:        tags,
@@ -218,15 +211,15 @@ func (d *fileDriver) SetSecret(ctx context.Context, name string, p driver.SetPar
 	if err := d.check(ctx, name); err != nil {
 		return driver.Properties{}, err
 	}
-	now := wholeSecond(d.now())
+	now := driver.WholeSecond(d.now())
 	rec := &record{
 		Name:        name,
-		Version:     newVersion(),
+		Version:     driver.NewVersionID(),
 		Value:       []byte(p.Value),
 		ContentType: p.ContentType,
 		Enabled:     p.Enabled,
-		Expires:     wholeSecondPtr(p.Expires),
-		NotBefore:   wholeSecondPtr(p.NotBefore),
+		Expires:     driver.WholeSecondPtr(p.Expires),
+		NotBefore:   driver.WholeSecondPtr(p.NotBefore),
 		Created:     now,
 		Updated:     now,
 		Tags:        maps.Clone(p.Tags),
@@ -340,10 +333,10 @@ func (d *fileDriver) UpdateProperties(ctx context.Context, name, version string,
 		rec.Enabled = *u.Enabled
 	}
 	if u.Expires != nil {
-		rec.Expires = wholeSecondPtr(u.Expires)
+		rec.Expires = driver.WholeSecondPtr(u.Expires)
 	}
 	if u.NotBefore != nil {
-		rec.NotBefore = wholeSecondPtr(u.NotBefore)
+		rec.NotBefore = driver.WholeSecondPtr(u.NotBefore)
 	}
 	if u.ContentType != nil {
 		rec.ContentType = *u.ContentType
@@ -351,7 +344,7 @@ func (d *fileDriver) UpdateProperties(ctx context.Context, name, version string,
 	if u.Tags != nil {
 		rec.Tags = maps.Clone(u.Tags)
 	}
-	rec.Updated = wholeSecond(d.now())
+	rec.Updated = driver.WholeSecond(d.now())
 	dir := d.secretDir(name)
 	tmp, err := writeTemp(dir, rec)
 	if err != nil {
@@ -369,15 +362,10 @@ func (d *fileDriver) UpdateProperties(ctx context.Context, name, version string,
 
 // ErrorCode classifies an error returned by the other methods.
 func (d *fileDriver) ErrorCode(err error) driver.ErrorCode {
+	if code, ok := driver.CommonCode(err); ok {
+		return code
+	}
 	switch {
-	case errors.Is(err, ErrNotFound):
-		return driver.NotFound
-	case errors.Is(err, ErrDisabled):
-		return driver.Disabled
-	case errors.Is(err, ErrInvalidArgument):
-		return driver.InvalidArgument
-	case errors.Is(err, ErrClosed):
-		return driver.Unavailable
 	case errors.Is(err, fs.ErrPermission):
 		return driver.PermissionDenied
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -619,28 +607,4 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-func newVersion() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
-}
-
-func wholeSecond(t time.Time) time.Time { return t.Truncate(time.Second).UTC() }
-
-func wholeSecondPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	w := wholeSecond(*t)
-	return &w
-}
-
-func cloneTime(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	c := *t
-	return &c
 }

@@ -44,8 +44,6 @@ package memstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -58,17 +56,12 @@ import (
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
 
-// Sentinel errors of the driver.
+// Sentinel errors of the driver: package driver's common ones.
 var (
-	// ErrNotFound: the secret or the version does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrDisabled: the version is disabled and cannot be read.
-	ErrDisabled = errors.New("version is disabled")
-	// ErrInvalidArgument: a name the driver does not accept (the portable
-	// store refuses it before the driver sees it).
-	ErrInvalidArgument = errors.New("invalid argument")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("store is closed")
+	ErrNotFound        = driver.ErrNotFound        // the secret or the version does not exist
+	ErrDisabled        = driver.ErrDisabled        // the version is disabled and cannot be read
+	ErrInvalidArgument = driver.ErrInvalidArgument // a name the driver cannot store
+	ErrClosed          = driver.ErrClosed          // the store was closed
 )
 
 // The operations that [Options.BeforeFn] is told about. They are the Op
@@ -168,7 +161,7 @@ func (d *memDriver) SetSecret(ctx context.Context, name string, p driver.SetPara
 	if d.closed {
 		return driver.Properties{}, ErrClosed
 	}
-	now := wholeSecond(d.now())
+	now := driver.WholeSecond(d.now())
 	tags := maps.Clone(p.Tags)
 	if tags == nil {
 		tags = map[string]string{}
@@ -179,8 +172,8 @@ func (d *memDriver) SetSecret(ctx context.Context, name string, p driver.SetPara
 			Version:     d.newVersionLocked(name),
 			ContentType: p.ContentType,
 			Enabled:     p.Enabled,
-			Expires:     wholeSecondPtr(p.Expires),
-			NotBefore:   wholeSecondPtr(p.NotBefore),
+			Expires:     driver.WholeSecondPtr(p.Expires),
+			NotBefore:   driver.WholeSecondPtr(p.NotBefore),
 			Created:     now,
 			Updated:     now,
 			Tags:        tags,
@@ -248,10 +241,10 @@ func (d *memDriver) UpdateProperties(ctx context.Context, name, ver string, u dr
 		v.props.Enabled = *u.Enabled
 	}
 	if u.Expires != nil {
-		v.props.Expires = wholeSecondPtr(u.Expires)
+		v.props.Expires = driver.WholeSecondPtr(u.Expires)
 	}
 	if u.NotBefore != nil {
-		v.props.NotBefore = wholeSecondPtr(u.NotBefore)
+		v.props.NotBefore = driver.WholeSecondPtr(u.NotBefore)
 	}
 	if u.ContentType != nil {
 		v.props.ContentType = *u.ContentType
@@ -259,26 +252,17 @@ func (d *memDriver) UpdateProperties(ctx context.Context, name, ver string, u dr
 	if u.Tags != nil {
 		v.props.Tags = maps.Clone(u.Tags)
 	}
-	v.props.Updated = wholeSecond(d.now())
+	v.props.Updated = driver.WholeSecond(d.now())
 	return v.properties(), nil
 }
 
 // ErrorCode classifies an error returned by the other methods.
 func (d *memDriver) ErrorCode(err error) driver.ErrorCode {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
+	if e := (*Error)(nil); errors.As(err, &e) {
 		return e.Code
-	case errors.Is(err, ErrNotFound):
-		return driver.NotFound
-	case errors.Is(err, ErrDisabled):
-		return driver.Disabled
-	case errors.Is(err, ErrInvalidArgument):
-		return driver.InvalidArgument
-	case errors.Is(err, ErrClosed):
-		return driver.Unavailable
 	}
-	return driver.Unknown // a context's error: the portable store reports it as Unavailable
+	code, _ := driver.CommonCode(err) // else a context's error: the portable store reports it as Unavailable
+	return code
 }
 
 // RetryAfter returns the RetryAfter of an [*Error] in err, or 0.
@@ -345,10 +329,7 @@ func (d *memDriver) findLocked(name, ver string) (*version, error) {
 // characters as Key Vault's, unique within the secret.
 func (d *memDriver) newVersionLocked(name string) string {
 	for {
-		var b [16]byte
-		rand.Read(b[:]) // never fails (crypto/rand)
-		id := hex.EncodeToString(b[:])
-		if !d.hasVersionLocked(name, id) {
+		if id := driver.NewVersionID(); !d.hasVersionLocked(name, id) {
 			return id
 		}
 	}
@@ -370,8 +351,8 @@ func (v *version) properties() driver.Properties {
 	if p.Tags == nil {
 		p.Tags = map[string]string{}
 	}
-	p.Expires = cloneTime(p.Expires)
-	p.NotBefore = cloneTime(p.NotBefore)
+	p.Expires = driver.CloneTime(p.Expires)
+	p.NotBefore = driver.CloneTime(p.NotBefore)
 	return p
 }
 
@@ -385,22 +366,4 @@ func wrap(err *error, op, name string) {
 		name = "(invalid name)"
 	}
 	*err = fmt.Errorf("memstore: %s %s: %w", op, name, *err)
-}
-
-func wholeSecond(t time.Time) time.Time { return t.Truncate(time.Second).UTC() }
-
-func wholeSecondPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	w := wholeSecond(*t)
-	return &w
-}
-
-func cloneTime(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	c := *t
-	return &c
 }
