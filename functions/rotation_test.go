@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/rotation"
@@ -32,8 +32,7 @@ type rotEnv struct {
 	h     http.Handler
 	admin string
 	log   *logtest.Buffer
-	mu    sync.Mutex
-	now   time.Time
+	clock *fakeclock.Clock
 }
 
 func newRotEnv(t *testing.T, services string) *rotEnv {
@@ -45,18 +44,18 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
 	s.KeyCacheTTL, s.KeyRefreshMinInterval = time.Nanosecond, 0 // every validation reads the store
 	log, buf := logtest.New()
-	e := &rotEnv{t: t, log: buf, now: time.Now()}
+	e := &rotEnv{t: t, log: buf, clock: fakeclock.New(time.Now())}
 	a, err := NewApp(context.Background(), s, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	a.Rotator.Target = &rotation.ValidatorTarget{Validator: a.Keys, Now: e.clock}
-	a.Rotator.Now = e.clock
+	a.Rotator.Target = &rotation.ValidatorTarget{Validator: a.Keys, Now: e.clock.Now}
+	a.Rotator.Now = e.clock.Now
 	// The signing keys and tokens follow the test's clock too.
-	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: a.Settings.KeyCache(), Now: e.clock})
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: a.Settings.KeyCache(), Now: e.clock.Now})
 	tokOpts := a.tokenOptions()
-	tokOpts.Now = e.clock
+	tokOpts.Now = e.clock.Now
 	if a.Tokens, err = jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, tokOpts); err != nil {
 		t.Fatal(err)
 	}
@@ -67,18 +66,6 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	}
 	e.admin = adm.Value
 	return e
-}
-
-func (e *rotEnv) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
-
-func (e *rotEnv) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
 }
 
 func (e *rotEnv) do(method, path, auth, body string) *httptest.ResponseRecorder {
@@ -288,7 +275,7 @@ func TestKeyVaultEvents(t *testing.T) {
 
 	// Due from now on: events for anything but a key-mode service's key
 	// secret are still ignored.
-	e.advance(31 * 24 * time.Hour)
+	e.clock.Advance(31 * 24 * time.Hour)
 	ignored := []map[string]any{
 		kvEvent("3", near, "tok-svc", time.Now()),
 		kvEvent("4", near, "admin-key", time.Now()),
@@ -351,7 +338,7 @@ func TestKeyVaultEvents(t *testing.T) {
 	}
 
 	// A period later, the next one is due.
-	e.advance(31 * 24 * time.Hour)
+	e.clock.Advance(31 * 24 * time.Hour)
 	send(kvEvent("16", expired, "svc-svc-active", time.Now()))
 	if k := e.keys("svc"); k.ActiveKeyType != keysecret.Primary || k.SecondaryKey != k1.SecondaryKey {
 		t.Fatalf("the second due event: %+v", k)
@@ -372,7 +359,7 @@ func TestRotateKeysTimer(t *testing.T) {
 	a0, b0 := e.keys("a"), e.keys("b")
 
 	// 11 days on: b (period 10 days) is due, a (30 days) is not.
-	e.advance(11 * 24 * time.Hour)
+	e.clock.Advance(11 * 24 * time.Hour)
 	if logs, failed := e.invoke("rotatekeys", "timer", timer); failed {
 		t.Fatalf("second run failed: %q", logs)
 	}
@@ -386,7 +373,7 @@ func TestRotateKeysTimer(t *testing.T) {
 
 	// 31 days on, a's Primary is disabled in the store: a fails, b still
 	// rotates, and the invocation fails naming a.
-	e.advance(20 * 24 * time.Hour)
+	e.clock.Advance(20 * 24 * time.Hour)
 	off := false
 	if _, err := e.a.Store.UpdateProperties(context.Background(), "svc-a-primary", "", secretstore.Update{Enabled: &off}); err != nil {
 		t.Fatal(err)
@@ -428,7 +415,7 @@ func TestRotateKeysTimerSigningKeys(t *testing.T) {
 	old := token()
 	// 30 days on, minus what publishing ahead takes: due.
 	ahead := signingkey.JWKSMaxAge + e.a.Settings.KeyCacheTTL + e.a.Settings.TokenLeeway
-	e.advance(30*24*time.Hour - ahead)
+	e.clock.Advance(30*24*time.Hour - ahead)
 	fresh := token() // still the old key
 	if logs, _ := e.invoke("rotatekeys", "timer", timer); !slices.Contains(logs, "rotatekeys: signing keys: rotated") {
 		t.Fatalf("run when due: logs %q; want rotated", logs)
@@ -439,12 +426,12 @@ func TestRotateKeysTimerSigningKeys(t *testing.T) {
 	if kidOfRaw(t, token()) != kidOfRaw(t, fresh) {
 		t.Fatal("the next key signs before its activation")
 	}
-	e.advance(ahead - time.Second)
+	e.clock.Advance(ahead - time.Second)
 	last := token() // the old key's last token, a second before the switch
 	if kidOfRaw(t, last) != kidOfRaw(t, fresh) {
 		t.Fatal("the next key signs before its activation")
 	}
-	e.advance(time.Second)
+	e.clock.Advance(time.Second)
 	next := token()
 	if kidOfRaw(t, next) == kidOfRaw(t, fresh) {
 		t.Fatal("the next key does not sign after its activation")

@@ -79,3 +79,12 @@ func TestCopyLags(t *testing.T) {
 		}
 	}
 }
+
+func TestParseKeyType(t *testing.T) {
+	for in, want := range map[string]KeyType{"Primary": Primary, "primary": Primary, "SECONDARY": Secondary, "": "", "Tertiary": ""} {
+		got, ok := ParseKeyType(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("ParseKeyType(%q) = %q, %v", in, got, ok)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,19 +68,21 @@ const service = "svc"
 
 // world is the store of one interleaving and what clients were told.
 type world struct {
-	drv   *memDriver
+	mem   *memStore
 	store *secretstore.Store
 	clock *fakeclock.Clock
 	told  map[string]bool // every value the active copy ever held
 }
 
 // accepted is what every validator accepts once its cache is fresh: the
-// newest version of each key secret and the active copy.
+// newest version of each key secret and the active copy. It reads them with
+// peekCtx: observing makes no store call of the schedule, and moves no
+// clock.
 func (w *world) accepted() map[string]bool {
 	return map[string]bool{
-		w.drv.newest(keysecret.KeySecret(service, keysecret.Primary)):   true,
-		w.drv.newest(keysecret.KeySecret(service, keysecret.Secondary)): true,
-		w.drv.newest(keysecret.ActiveSecret(service)):                   true,
+		w.mem.newest(keysecret.KeySecret(service, keysecret.Primary)):   true,
+		w.mem.newest(keysecret.KeySecret(service, keysecret.Secondary)): true,
+		w.mem.newest(keysecret.ActiveSecret(service)):                   true,
 	}
 }
 
@@ -87,7 +90,7 @@ func (w *world) accepted() map[string]bool {
 // checks that no key told so far stopped working: every rotation here is
 // due at the start, so the next one is a period away.
 func (w *world) observe() error {
-	w.told[w.drv.newest(keysecret.ActiveSecret(service))] = true
+	w.told[w.mem.newest(keysecret.ActiveSecret(service))] = true
 	acc := w.accepted()
 	for k := range w.told {
 		if !acc[k] {
@@ -116,9 +119,9 @@ func interleave(seed uint64) (stats string, err error) {
 		}
 	}()
 	s = &scheduler{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), events: make(chan int), clock: clock}
-	drv := newMemDriver(clock.Now)
-	drv.before = s.before
-	w := &world{drv: drv, store: secretstore.New(drv), clock: clock, told: map[string]bool{}}
+	mem := newMemStore(clock.Now)
+	mem.before = s.before
+	w := &world{mem: mem, store: mem.store, clock: clock, told: map[string]bool{}}
 	ctx := context.Background()
 
 	// The keys exist and were told; then a period passes.
@@ -161,6 +164,8 @@ func interleave(seed uint64) (stats string, err error) {
 		if len(gated) == 0 {
 			break
 		}
+		// By actor, not by arrival: the seed alone decides the schedule.
+		slices.Sort(gated)
 		i := s.rng.IntN(len(gated))
 		a := gated[i]
 		gated = append(gated[:i], gated[i+1:]...)
@@ -209,7 +214,7 @@ func interleave(seed uint64) (stats string, err error) {
 	}
 	current := map[string]bool{}
 	for _, kt := range []keysecret.KeyType{keysecret.Primary, keysecret.Secondary} {
-		for _, v := range drv.all(keysecret.KeySecret(service, kt)) {
+		for _, v := range mem.all(keysecret.KeySecret(service, kt)) {
 			if id := v.Tags[keysecret.TagRotation]; id != "" && v.Tags[keysecret.TagState] == keysecret.StateCurrent {
 				current[id] = true
 			}
@@ -237,7 +242,7 @@ func interleave(seed uint64) (stats string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if drv.newest(keysecret.ActiveSecret(service)) != want.Value {
+	if mem.newest(keysecret.ActiveSecret(service)) != want.Value {
 		return "", errors.New("the active copy does not hold the active key")
 	}
 	keys, err := keyring.New(w.store, []string{service}, nil).Get(ctx, service)

@@ -2,160 +2,91 @@ package rotation_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"maps"
-	"sync"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/modelauth/modelauth/shared/secretstore/driver"
+	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/memstore"
 )
 
-// memDriver is an in-memory driver with Key Vault's semantics for the
-// operations rotation uses, and a hook before every call that tests use to
-// pause, reorder or kill the caller.
-type memDriver struct {
-	mu       sync.Mutex
-	secrets  map[string][]driver.Secret // oldest first
-	now      func() time.Time
-	before   func(ctx context.Context, op string) error // may be nil
-	getCalls int
+// memStore is a memstore whose calls pass through a gate the tests set:
+// before, which may pause, reorder or fail the caller (the interleaving
+// scheduler, a fault). The tests' own reads of what it holds use peekCtx,
+// which the gate never sees.
+type memStore struct {
+	store *secretstore.Store
+	// before is called before every call but the tests' own reads, with
+	// the call's context and "<op> <name>" ("set svc-svc-active"); an
+	// errCrashed it returns fails the call as Unavailable. Nil lets every
+	// call through. Set it before the first call.
+	before func(ctx context.Context, op string) error
 }
 
-var errNotFound = errors.New("mem: not found")
+// peek marks the tests' own reads of the store's contents.
+type peek struct{}
 
-func newMemDriver(now func() time.Time) *memDriver {
-	return &memDriver{secrets: map[string][]driver.Secret{}, now: now}
-}
+var peekCtx = context.WithValue(context.Background(), peek{}, true)
 
-func (m *memDriver) gate(ctx context.Context, op string) error {
-	if m.before != nil {
-		return m.before(ctx, op)
-	}
-	return nil
-}
-
-func (m *memDriver) SetSecret(ctx context.Context, name string, p driver.SetParams) (driver.Properties, error) {
-	if err := m.gate(ctx, "set "+name); err != nil {
-		return driver.Properties{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var id [16]byte
-	rand.Read(id[:])
-	now := m.now()
-	s := driver.Secret{Value: p.Value, Properties: driver.Properties{
-		Name: name, Version: hex.EncodeToString(id[:]), Enabled: p.Enabled, Expires: p.Expires,
-		Created: now, Updated: now, Tags: maps.Clone(p.Tags),
-	}}
-	if s.Tags == nil {
-		s.Tags = map[string]string{}
-	}
-	m.secrets[name] = append(m.secrets[name], s)
-	return s.Properties, nil
-}
-
-func (m *memDriver) GetSecret(ctx context.Context, name, version string) (driver.Secret, error) {
-	if err := m.gate(ctx, "get "+name); err != nil {
-		return driver.Secret{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.getCalls++
-	return m.find(name, version)
-}
-
-func (m *memDriver) find(name, version string) (driver.Secret, error) {
-	vs := m.secrets[name]
-	if len(vs) == 0 {
-		return driver.Secret{}, errNotFound
-	}
-	if version == "" {
-		s := vs[len(vs)-1]
-		s.Tags = maps.Clone(s.Tags)
-		return s, nil
-	}
-	for _, s := range vs {
-		if s.Version == version {
-			s.Tags = maps.Clone(s.Tags)
-			return s, nil
+// newMemStore returns an empty memStore whose versions are stamped by now.
+func newMemStore(now func() time.Time) *memStore {
+	m := &memStore{}
+	m.store = memstore.Open(&memstore.Options{Now: now, BeforeFn: func(ctx context.Context, op, name string) error {
+		if ctx.Value(peek{}) != nil || m.before == nil {
+			return nil
 		}
-	}
-	return driver.Secret{}, errNotFound
-}
-
-func (m *memDriver) ListVersions(ctx context.Context, name string) ([]driver.Properties, error) {
-	if err := m.gate(ctx, "list "+name); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	vs := m.secrets[name]
-	if len(vs) == 0 {
-		return nil, errNotFound
-	}
-	out := make([]driver.Properties, 0, len(vs))
-	for i := len(vs) - 1; i >= 0; i-- {
-		p := vs[i].Properties
-		p.Tags = maps.Clone(p.Tags)
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func (m *memDriver) UpdateProperties(ctx context.Context, name, version string, u driver.Update) (driver.Properties, error) {
-	if err := m.gate(ctx, "update "+name); err != nil {
-		return driver.Properties{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	vs := m.secrets[name]
-	for i := range vs {
-		if vs[i].Version == version || (version == "" && i == len(vs)-1) {
-			if u.Tags != nil {
-				vs[i].Tags = maps.Clone(u.Tags)
-			}
-			if u.Expires != nil {
-				e := *u.Expires
-				vs[i].Expires = &e
-			}
-			if u.Enabled != nil {
-				vs[i].Enabled = *u.Enabled
-			}
-			vs[i].Updated = m.now()
-			return vs[i].Properties, nil
+		err := m.before(ctx, op+" "+name)
+		if errors.Is(err, errCrashed) {
+			return &memstore.Error{Code: secretstore.Unavailable, Err: err}
 		}
-	}
-	return driver.Properties{}, errNotFound
+		return err
+	}})
+	return m
 }
 
-func (m *memDriver) ErrorCode(err error) driver.ErrorCode {
-	switch {
-	case errors.Is(err, errNotFound):
-		return driver.NotFound
-	case errors.Is(err, errCrashed):
-		return driver.Unavailable
-	}
-	return driver.Unknown
-}
-
-func (m *memDriver) Close() error { return nil }
-
-// newest returns a secret's newest value straight from memory, or "".
-func (m *memDriver) newest(name string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.find(name, "")
+// newest returns a secret's newest value, or "" if it has none readable.
+func (m *memStore) newest(name string) string {
+	s, err := m.store.GetSecret(peekCtx, name, "")
 	if err != nil {
 		return ""
 	}
 	return s.Value
 }
 
-// all returns every version of a secret, oldest first.
-func (m *memDriver) all(name string) []driver.Secret {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]driver.Secret(nil), m.secrets[name]...)
+// all returns the properties of every version of a secret, oldest first.
+func (m *memStore) all(name string) []secretstore.Properties {
+	list, _ := m.store.ListVersions(peekCtx, name)
+	slices.Reverse(list)
+	return list
+}
+
+// setTags replaces the tags of one version of a secret.
+func (m *memStore) setTags(name, version string, tags map[string]string) {
+	if _, err := m.store.UpdateProperties(peekCtx, name, version, secretstore.Update{Tags: tags}); err != nil {
+		panic(err)
+	}
+}
+
+// faults are switchable store failures, for a memStore's before.
+type faults struct {
+	down          atomic.Bool // every call fails
+	getsDown      atomic.Bool // reads fail
+	setBreaksGets atomic.Bool // the next write succeeds, then reads fail
+}
+
+var errDown = errors.New("store down")
+
+func (f *faults) before(_ context.Context, op string) error {
+	unavailable := &memstore.Error{Code: secretstore.Unavailable, Err: errDown}
+	switch {
+	case f.down.Load():
+		return unavailable
+	case strings.HasPrefix(op, memstore.OpGet+" ") && f.getsDown.Load():
+		return unavailable
+	case strings.HasPrefix(op, memstore.OpSet+" ") && f.setBreaksGets.Swap(false):
+		f.getsDown.Store(true)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 // the app does (functions/wire_rotation.go): the ring asks the rotator to
 // create missing keys, the rotator's target is the ring.
 type wiring struct {
+	services                              []string // nil: just service
 	ringTTL, refreshMinInterval, maxStale time.Duration
 	ttl                                   time.Duration // the target's: staging to finishing
 	policy                                rotation.Policy
@@ -29,7 +30,11 @@ func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator
 		policy = defaultPolicy
 	}
 	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return policy }, Now: w.now}
-	ring := keyring.New(store, []string{service}, &keyring.Options{
+	services := w.services
+	if services == nil {
+		services = []string{service}
+	}
+	ring := keyring.New(store, services, &keyring.Options{
 		Bounds: cache.Bounds{TTL: w.ringTTL, RefreshMinInterval: w.refreshMinInterval, MaxStale: w.maxStale}, Now: w.now,
 		Provision: rot.Provision,
 	})
