@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
@@ -47,10 +48,18 @@ type App struct {
 
 	servicesOnce sync.Once
 	services     *authn.Services
+	init         *storeInit
 }
 
-// NewApp loads the configuration, opens the secret store and makes sure the
-// administrator key exists. Any problem refuses the start.
+// NewApp loads the configuration, opens the secret store and starts making
+// sure the administrator key (and, with token-mode services, the first
+// signing key) exists. A configuration problem (modelauth.json, the
+// settings) refuses the start. A store that cannot be reached, or refuses
+// the credential, does not: those writes are retried in the background
+// (bounded backoff, store_init_failed events) while the app serves, and the
+// functions that need the store answer 503 with Retry-After until it
+// answers. NewApp waits for their first attempt at most a few seconds;
+// [App.StoreReady] tells when they have succeeded.
 func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, error) {
 	cfg, err := loadConfig(s)
 	if err != nil {
@@ -97,18 +106,30 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 		}
 	}
 	ring, rot := newKeys(s, cfg, store, keyServices, log)
-	if err := ring.EnsureAdminKey(ctx); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("creating the administrator key: %w", err)
-	}
 	app := &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: rot, Log: log}
-	if err := app.initTokens(ctx); err != nil {
+	if err := app.initTokens(); err != nil {
 		store.Close()
 		return nil, err
 	}
 	if err := app.initPrefetch(); err != nil {
 		store.Close()
 		return nil, err
+	}
+	// Everything above is configuration; what follows needs the store.
+	steps := []initStep{{name: "admin_key", run: func(ctx context.Context) error {
+		if err := ring.EnsureAdminKey(ctx); err != nil {
+			return fmt.Errorf("creating the administrator key: %w", err)
+		}
+		return nil
+	}}}
+	if cfg.Has(config.AuthToken) {
+		steps = append(steps, app.signingKeyStep())
+	}
+	app.init = startStoreInit(log, steps)
+	select {
+	case <-ctx.Done():
+	case <-app.init.first:
+	case <-time.After(startWait):
 	}
 	return app, nil
 }
@@ -130,5 +151,9 @@ func OpenStore(s config.Settings) (*secretstore.Store, error) {
 	return azurekeyvault.Open(s.KeyVaultURL, cred, nil)
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close ends the start's background retries, if any still run, and
+// releases the store.
+func (a *App) Close() error {
+	a.init.stop()
+	return a.Store.Close()
+}

@@ -47,7 +47,8 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
 
 	mux.Handle(RoutePrefix+"/services/{service}/token", &token.Function{Config: a.Config, Callers: callers, Tokens: a.Tokens, Log: a.Log})
-	mux.Handle(RoutePrefix+"/.well-known/{document}", &jwks.Function{Issuer: a.Settings.Issuer, Alg: a.Settings.TokenSigningAlg, Keys: a.SigningKeys, Log: a.Log})
+	mux.Handle(RoutePrefix+"/.well-known/{document}", &jwks.Function{Issuer: a.Settings.Issuer, Alg: a.Settings.TokenSigningAlg, Keys: a.SigningKeys, Log: a.Log,
+		Ready: func() error { return a.init.ready("signing_key") }})
 	mux.Handle(RoutePrefix+"/signing-keys/{action}", &signingkeys.Function{Callers: callers, Keys: a.SigningKeys, Log: a.Log})
 
 	// Non-HTTP functions: the handlers answer other methods with 405.

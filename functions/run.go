@@ -31,6 +31,9 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 // Run is the custom handler: it reads the app settings through getenv,
 // logs JSON to stdout, and serves on 127.0.0.1:FUNCTIONS_CUSTOMHANDLER_PORT
 // until ctx is done. ready, if not nil, receives the listening address.
+// Bad settings or a bad modelauth.json end it at once with an error; a
+// secret store that cannot be reached does not (see [NewApp]): the handler
+// serves, readiness included, and retries the store in the background.
 func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, ready chan<- string) error {
 	s, err := config.LoadSettings(getenv)
 	if err != nil {
@@ -52,7 +55,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	srv := NewServer(app.Handler(), log)
 	log.Info("handler_started", "address", ln.Addr().String(), "pid", os.Getpid(), "services", len(app.Config.Services),
-		"store", cmp.Or(s.KeyVaultURL, s.DataDir), "admin_key_secret", keysecret.AdminKeySecret)
+		"store", cmp.Or(s.KeyVaultURL, s.DataDir), "admin_key_secret", keysecret.AdminKeySecret, "store_ready", app.storeReady())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

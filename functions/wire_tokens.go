@@ -16,8 +16,8 @@ import (
 
 // initTokens sets up the signing keys, the token authority and the
 // external issuers. With token-mode services, the first signing key is
-// written now, so that the JWKS served from the start holds it.
-func (a *App) initTokens(ctx context.Context) error {
+// written at start (signingKeyStep), so that the JWKS served holds it.
+func (a *App) initTokens() error {
 	s, cfg := a.Settings, a.Config
 	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: s.KeyCache(), Logger: a.Log})
 	tokens, err := jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, a.tokenOptions())
@@ -35,12 +35,20 @@ func (a *App) initTokens(ctx context.Context) error {
 	} else if cfg.Has(config.AuthEntra) {
 		return fmt.Errorf("config: %w: entra-mode services need OIDC_ISSUERS (the Microsoft Entra issuers whose tokens they accept)", config.ErrInvalid)
 	}
-	if cfg.Has(config.AuthToken) {
+	return nil
+}
+
+// signingKeyStep is the start's write of the first signing key, for apps
+// with token-mode services: retried in the background until the store
+// answers (startup.go); until then jwks.json answers 503, so that no
+// gateway caches an empty key set for an hour.
+func (a *App) signingKeyStep() initStep {
+	return initStep{name: "signing_key", run: func(ctx context.Context) error {
 		if _, err := a.SigningKeys.Signer(ctx); err != nil {
 			return fmt.Errorf("creating the first signing key: %w", err)
 		}
-	}
-	return nil
+		return nil
+	}}
 }
 
 // signingKeyPolicy is the signing keys' schedule from the settings: the

@@ -39,7 +39,13 @@
 // Microsoft Entra authority host.
 //
 // Logs are JSON lines on stdout, which Lambda sends to CloudWatch Logs.
-// A failed cold start writes its reason to stderr and exits with status 1.
+// A failed cold start writes its reason to stderr and exits with status 1:
+// bad settings, a bad modelauth.json, or a client secret that cannot be
+// read from SSM. A vault that cannot be reached, or that refuses the
+// credential, does not fail it: the app answers 503 with Retry-After (the
+// authorizers deny) while the administrator key and the first signing key
+// are retried in the background (store_init_failed events), during the
+// invocations that thaw the execution environment.
 package main
 
 import (

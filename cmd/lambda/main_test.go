@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -211,7 +212,6 @@ func TestNewHandlerRefuses(t *testing.T) {
 			want: []string{"SSM parameter /plain", "is a String; it must be a SecureString"}},
 		{name: "empty parameter", env: base.with(SecretParameterSetting + "=/empty"), want: []string{"SSM parameter /empty", "empty"}},
 		{name: "bad SSM endpoint", env: base.with("AWS_ENDPOINT_URL_SSM=ftp://ssm.example"), noSSM: true, want: []string{"not an http(s) URL"}},
-		{name: "wrong client secret", env: base.with(SecretParameterSetting + "=/wrong"), want: []string{"administrator key"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := f.ssm.Calls()
@@ -237,6 +237,59 @@ func TestNewHandlerRefuses(t *testing.T) {
 			}
 			if got := f.ssm.Calls() - calls; tt.noSSM && got != 0 {
 				t.Errorf("%d SSM calls; want none before the refusal", got)
+			}
+		})
+	}
+}
+
+// TestColdStartWithoutTheVault: a cold start whose vault cannot be
+// reached, or refuses the client secret, does not fail the init (Lambda
+// would retry it on every invocation, each one failing): the app answers
+// 503 with Retry-After, the authorizers deny, and the administrator key is
+// written in the background once the vault answers.
+func TestColdStartWithoutTheVault(t *testing.T) {
+	keepDefaultLogger(t)
+	f := newFixture(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "https://" + dead.Addr().String()
+	dead.Close() // connections refused from now on
+	for _, tt := range []struct {
+		name string
+		env  lambdaEnv
+	}{
+		{"vault unreachable", f.env.with("KEYVAULT_URL="+deadURL, "AZURE_AUTHORITY_HOST="+deadURL)},
+		{"wrong client secret", f.env.with(SecretParameterSetting + "=/wrong")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logtest.Buffer
+			h, app, err := newHandler(context.Background(), tt.env.with(HandlerSetting+"=http").getenv, &logs)
+			if err != nil {
+				t.Fatalf("newHandler = %v; want a cold start that answers 503", err)
+			}
+			defer app.Close()
+			out, err := lambda.NewHandler(h).Invoke(context.Background(),
+				[]byte(`{"version":"2.0","rawPath":"/services/iris/keys","headers":{"authorization":"Bearer `+strings.Repeat("a", 43)+`"},"requestContext":{"http":{"method":"GET"}}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res events.APIGatewayV2HTTPResponse
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatal(err)
+			}
+			ra := res.Headers["Retry-After"]
+			if res.StatusCode != 503 || ra == "" || !strings.Contains(res.Body, `"ServiceUnavailable"`) {
+				t.Errorf("get_keys = %d (Retry-After %q) %s; want 503 with Retry-After", res.StatusCode, ra, res.Body)
+			}
+			if !strings.Contains(logs.String(), `"msg":"store_init_failed"`) || !strings.Contains(logs.String(), `"msg":"lambda_started"`) {
+				t.Errorf("no store_init_failed and lambda_started in the logs:\n%s", logs.String())
+			}
+			for _, secret := range []string{f.kv.ClientSecret, "not-the-client-secret"} {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("a secret is in the logs")
+				}
 			}
 		})
 	}

@@ -34,6 +34,11 @@ type Function struct {
 	Alg    string
 	Keys   *signingkey.Set
 	Log    *slog.Logger
+	// Ready, if set, tells whether the key set can be served: until it
+	// returns nil (the app's first signing key is written), jwks.json
+	// answers with its error (a 503 with Retry-After) rather than a key
+	// set that gateways would cache without the key.
+	Ready func() error
 }
 
 // Discovery is the OpenID Connect discovery document: the members that
@@ -72,6 +77,12 @@ func (f *Function) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			IDTokenSigningAlgValuesSupported: []string{f.Alg},
 		})
 		return
+	}
+	if f.Ready != nil {
+		if err := f.Ready(); err != nil {
+			apierror.Write(w, f.Log, err)
+			return
+		}
 	}
 	keys, err := f.Keys.Published(r.Context())
 	if err != nil {

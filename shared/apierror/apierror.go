@@ -1,6 +1,7 @@
 // Package apierror maps outcomes to HTTP responses in one table and writes
 // the JSON bodies of every function: {"error":{"code","message"}} for
-// errors.
+// errors. Every 503 carries Retry-After (the error's [Error.RetryAfter],
+// else [DefaultRetryAfter]).
 //
 // A message is what the caller sees; the wrapped cause is only logged, so an
 // error from a store or an upstream never reaches a response. An error
@@ -9,11 +10,14 @@
 package apierror
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Code is an outcome the caller acts on.
@@ -56,12 +60,19 @@ func Status(code Code) int {
 	return http.StatusInternalServerError
 }
 
+// DefaultRetryAfter is the Retry-After of a 503 whose error names none.
+const DefaultRetryAfter = 5 * time.Second
+
 // Error is an outcome with a message safe to show the caller and an
 // optional cause for the logs.
 type Error struct {
 	Code    Code
 	Message string
 	Err     error
+	// RetryAfter is the Retry-After of a 503 (rounded up to whole
+	// seconds, at least 1); 0 means [DefaultRetryAfter]. Other statuses
+	// ignore it.
+	RetryAfter time.Duration
 }
 
 // New returns an Error without a cause.
@@ -129,7 +140,8 @@ type Challenger interface {
 
 // Write writes err as a JSON error response. An error that is not an *Error
 // is answered as a 500 with a generic message. The first [Challenger] in
-// err's chain sets WWW-Authenticate to its challenge, if it has one.
+// err's chain sets WWW-Authenticate to its challenge, if it has one. A 503
+// carries Retry-After, unless the response already has one.
 // Errors with a cause, and every 5xx, are logged to log (which may be nil).
 func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 	var c Challenger
@@ -143,6 +155,9 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 		e = Wrap(Internal, "internal error", err)
 	}
 	status := Status(e.Code)
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", RetryAfterValue(cmp.Or(e.RetryAfter, DefaultRetryAfter)))
+	}
 	if level, ok := e.LogLevel(); log != nil && ok {
 		log.Log(context.Background(), level, "request_failed", e.LogAttrs()...)
 	}
@@ -150,6 +165,13 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 	b.Error.Code = e.Code
 	b.Error.Message = e.Message
 	WriteJSON(w, status, b)
+}
+
+// RetryAfterValue is d as a Retry-After value: whole seconds, rounded up,
+// at least 1.
+func RetryAfterValue(d time.Duration) string {
+	secs := (d + time.Second - 1) / time.Second
+	return strconv.FormatInt(int64(max(secs, 1)), 10)
 }
 
 // ServeNoStore answers r with serve, marked Cache-Control: no-store (the

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestWriteLogs: a failed request is logged only with a cause or as a 5xx,
@@ -112,6 +113,38 @@ func TestServeNoStore(t *testing.T) {
 			ServeNoStore(rec, httptest.NewRequest("GET", "/", nil), nil, tt.serve)
 			if rec.Code != tt.status || rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("WWW-Authenticate") != tt.challenge {
 				t.Errorf("ServeNoStore = %d %v; want %d, no-store, challenge %q", rec.Code, rec.Header(), tt.status, tt.challenge)
+			}
+		})
+	}
+}
+
+// TestRetryAfter: every 503 carries Retry-After (the error's, rounded up
+// to whole seconds, else the default), a header already set wins, and no
+// other status gets one.
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		preset string
+		want   string
+	}{
+		{"default", New(Unavailable, "store down"), "", "5"},
+		{"the error's", &Error{Code: Unavailable, Message: "starting", RetryAfter: 1500 * time.Millisecond}, "", "2"},
+		{"under a second", &Error{Code: Unavailable, Message: "starting", RetryAfter: time.Millisecond}, "", "1"},
+		{"wrapped", fmt.Errorf("outer: %w", Wrap(Unavailable, "store down", errors.New("dial"))), "", "5"},
+		{"already set", New(Unavailable, "throttled"), "7", "7"},
+		{"not a 503", &Error{Code: BadGateway, Message: "upstream", RetryAfter: time.Second}, "", ""},
+		{"a 500", errors.New("boom"), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			if tt.preset != "" {
+				rec.Header().Set("Retry-After", tt.preset)
+			}
+			Write(rec, nil, tt.err)
+			if got := rec.Header().Get("Retry-After"); got != tt.want {
+				t.Errorf("Retry-After = %q (status %d); want %q", got, rec.Code, tt.want)
 			}
 		})
 	}

@@ -38,7 +38,7 @@
 //
 //	PUT   /secrets/{name}                SetSecret: a new version, the newest
 //	GET   /secrets/{name}/{version}      GetSecret; an empty version (or none) reads the newest
-//	GET   /secrets/{name}/versions       versions, oldest first, with maxresults and nextLink paging
+//	GET   /secrets/{name}/versions       versions, oldest first (or Options.ListOrder), with maxresults and nextLink paging
 //	PATCH /secrets/{name}/{version}      UpdateSecretProperties: only the fields sent; an empty version updates the newest
 //
 // with Key Vault's rules: names are case-insensitive and match

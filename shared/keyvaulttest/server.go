@@ -41,6 +41,11 @@ type Options struct {
 	// request has no maxresults (Key Vault's is 25). Default 2, so that
 	// paging is exercised.
 	PageSize int
+	// ListOrder is the order a listing gives a secret's versions in; Key
+	// Vault promises none. Default OldestFirst.
+	ListOrder ListOrder
+	// ListSeed seeds RandomOrder.
+	ListSeed uint64
 	// TokenLifetime is the expires_in of issued tokens, in whole seconds.
 	// Default one hour.
 	TokenLifetime time.Duration
@@ -71,6 +76,8 @@ type Server struct {
 
 	certFile      string
 	pageSize      int
+	listOrder     ListOrder
+	listSeed      uint64
 	tokenLifetime time.Duration
 	now           func() time.Time
 	log           *slog.Logger
@@ -159,6 +166,8 @@ func Start(opts *Options) (*Server, error) {
 		ClientSecret:  o.ClientSecret,
 		certFile:      certFile,
 		pageSize:      o.PageSize,
+		listOrder:     o.ListOrder,
+		listSeed:      o.ListSeed,
 		tokenLifetime: o.TokenLifetime,
 		now:           o.Now,
 		log:           o.Logger,

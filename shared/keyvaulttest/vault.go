@@ -2,13 +2,17 @@ package keyvaulttest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,8 +292,9 @@ func (s *Server) listVersions(w http.ResponseWriter, q url.Values, name string) 
 	sec := s.store.secrets[strings.ToLower(name)]
 	if sec != nil {
 		name = sec.name
-		end := min(offset+size, len(sec.versions))
-		for _, v := range sec.versions[min(offset, end):end] {
+		listed := s.listed(sec.versions)
+		end := min(offset+size, len(listed))
+		for _, v := range listed[min(offset, end):end] {
 			out.Value = append(out.Value, s.bundle(sec, v, false))
 		}
 		if end < len(sec.versions) {
@@ -303,6 +308,45 @@ func (s *Server) listVersions(w http.ResponseWriter, q url.Values, name string) 
 	}
 	s.store.mu.RUnlock()
 	writeJSON(w, http.StatusOK, out)
+}
+
+// ListOrder is an order in which the server lists a secret's versions.
+// Key Vault promises no order; these let tests check that a client relies
+// on none.
+type ListOrder int
+
+// Listing orders.
+const (
+	// OldestFirst lists versions in creation order (the default).
+	OldestFirst ListOrder = iota
+	// VersionIDOrder lists versions by their id: unrelated to their age.
+	VersionIDOrder
+	// RandomOrder lists versions in an order drawn from Options.ListSeed
+	// and the versions' ids: the same for every page of one listing (and
+	// for every listing of the same versions), different for another seed.
+	RandomOrder
+)
+
+// listed returns versions (in creation order) in the server's listing
+// order. The caller holds the store's lock.
+func (s *Server) listed(versions []*version) []*version {
+	switch s.listOrder {
+	case VersionIDOrder:
+		out := slices.Clone(versions)
+		slices.SortFunc(out, func(a, b *version) int { return strings.Compare(a.id, b.id) })
+		return out
+	case RandomOrder:
+		key := func(v *version) uint64 {
+			h := fnv.New64a()
+			binary.Write(h, binary.LittleEndian, s.listSeed)
+			h.Write([]byte(v.id))
+			return h.Sum64()
+		}
+		out := slices.Clone(versions)
+		slices.SortFunc(out, func(a, b *version) int { return cmp.Compare(key(a), key(b)) })
+		return out
+	}
+	return versions
 }
 
 func (s *Server) updateSecret(w http.ResponseWriter, r *http.Request, name, ver string) {

@@ -25,12 +25,22 @@
 //     state=current, activated=<unix>, exp=due+30 days, then write it to
 //     the active copy.
 //
-// The active key is the one whose current version (the newest with
-// state=current) has the larger activated time; keys never rotated have
+// The active key is the one whose current version (the newest not
+// staged) has the larger activated time; keys never rotated have
 // none, and a tie goes to the Primary. The period of keys never rotated
 // counts from their creation. Validators accept the newest version of each
 // key secret and the active copy, so a key told to clients keeps working
 // until the next rotation is due.
+//
+// # Versions without a listing order
+//
+// Key Vault lists versions in no promised order, and keeps times in whole
+// seconds. So "newest" is never a list position: it is the version that
+// reading the secret without a version returns ([Slot.NewestID]); a key's
+// current version is that version unless it is staged, and otherwise the
+// version not staged with the latest activated tag, then the latest
+// Created ([Slot.Current]). Reading a key secret's state therefore costs a
+// listing and one read.
 //
 // Every step logs one event (rotation_started, rotation_staged,
 // rotation_tested, rotation_completed, rotation_superseded, rotation_failed

@@ -14,23 +14,26 @@ func version(created time.Time, state string, activated time.Time) rotation.Vers
 	if !activated.IsZero() {
 		tags[keysecret.TagActivated] = strconv.FormatInt(activated.Unix(), 10)
 	}
-	return rotation.Version{Created: created, Tags: tags}
+	return rotation.Version{ID: strconv.FormatInt(created.Unix(), 10) + state, Created: created, Tags: tags}
 }
 
 func TestDue(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	day := 24 * time.Hour
 	p := rotation.Policy{Period: 30 * day, RefreshInterval: day}
+	slot := func(newest rotation.Version, older ...rotation.Version) rotation.Slot {
+		// Listed oldest first: the listing's order says nothing.
+		return rotation.Slot{Versions: append(older, newest), NewestID: newest.ID}
+	}
 	fresh := rotation.State{Slots: [2]rotation.Slot{
-		{Versions: []rotation.Version{version(t0, "current", time.Time{})}},
-		{Versions: []rotation.Version{version(t0.Add(time.Second), "current", time.Time{})}},
+		slot(version(t0, "current", time.Time{})),
+		slot(version(t0.Add(time.Second), "current", time.Time{})),
 	}}
 	rotated := rotation.State{Slots: [2]rotation.Slot{
-		{Versions: []rotation.Version{version(t0, "current", time.Time{})}},
-		{Versions: []rotation.Version{
-			version(t0.Add(40*day), "staged", time.Time{}), // a later staging does not count
-			version(t0.Add(31*day), "current", t0.Add(31*day)),
-		}},
+		slot(version(t0, "current", time.Time{})),
+		slot(version(t0.Add(40*day), "staged", time.Time{}), // a later staging does not count
+			version(t0.Add(day), "current", t0.Add(day)),
+			version(t0.Add(31*day), "current", t0.Add(31*day))),
 	}}
 	tests := []struct {
 		name       string

@@ -3,12 +3,13 @@ package rotation_test
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 	"github.com/modelauth/modelauth/shared/secretstore/memstore"
 )
 
@@ -30,10 +31,16 @@ type peek struct{}
 
 var peekCtx = context.WithValue(context.Background(), peek{}, true)
 
-// newMemStore returns an empty memStore whose versions are stamped by now.
-func newMemStore(now func() time.Time) *memStore {
+// newMemStore returns an empty memStore whose versions are stamped by now
+// and listed in order (the random one seeded with 1).
+func newMemStore(now func() time.Time, order driver.ListOrder) *memStore {
+	return newSeededMemStore(now, order, 1)
+}
+
+// newSeededMemStore is newMemStore with a random order seeded by seed.
+func newSeededMemStore(now func() time.Time, order driver.ListOrder, seed uint64) *memStore {
 	m := &memStore{}
-	m.store = memstore.Open(&memstore.Options{Now: now, BeforeFn: func(ctx context.Context, op, name string) error {
+	m.store = memstore.Open(&memstore.Options{Now: now, ListOrder: order, ListSeed: seed, BeforeFn: func(ctx context.Context, op, name string) error {
 		if ctx.Value(peek{}) != nil || m.before == nil {
 			return nil
 		}
@@ -55,11 +62,20 @@ func (m *memStore) newest(name string) string {
 	return s.Value
 }
 
-// all returns the properties of every version of a secret, oldest first.
+// all returns the properties of every version of a secret, in the store's
+// listing order.
 func (m *memStore) all(name string) []secretstore.Properties {
 	list, _ := m.store.ListVersions(peekCtx, name)
-	slices.Reverse(list)
 	return list
+}
+
+// forEachOrder runs test once per listing order of the in-memory store,
+// which newMemStore takes: no rotation decision may depend on a listing's
+// order, which Key Vault does not promise.
+func forEachOrder(t *testing.T, test func(t *testing.T, order driver.ListOrder)) {
+	for _, order := range driver.ListOrders {
+		t.Run(order.String(), func(t *testing.T) { test(t, order) })
+	}
 }
 
 // setTags replaces the tags of one version of a secret.

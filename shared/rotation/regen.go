@@ -55,18 +55,14 @@ func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.K
 	}
 	secret := keysecret.KeySecret(service, kt)
 	tags := keysecret.ServiceTags(service)
-	versions, err := r.Store.ListVersions(ctx, secret)
+	slot, err := r.readSlot(ctx, secret)
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	for _, v := range versions { // newest first: the key's current version
-		if v.Tags[keysecret.TagState] == keysecret.StateStaged {
-			continue
-		}
-		if a := v.Tags[keysecret.TagActivated]; a != "" {
+	if cur, ok := slot.Current(); ok { // the key's current version
+		if a := cur.Tags[keysecret.TagActivated]; a != "" {
 			tags[keysecret.TagActivated] = a
 		}
-		break
 	}
 	since := r.now()
 	if a, err := strconv.ParseInt(tags[keysecret.TagActivated], 10, 64); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 	"strings"
 	"testing"
 	"time"
@@ -20,49 +21,51 @@ import (
 // next rotation run moves the copy to the new value, so the revoked one
 // stops being accepted and told.
 func TestRegenWhoseCopyWriteFailedIsRepaired(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
-	mem := newMemStore(clock.Now)
-	failCopy := false
-	mem.before = func(_ context.Context, op string) error {
-		clock.Advance(time.Second)
-		if failCopy && op == "set "+keysecret.ActiveSecret(service) {
-			failCopy = false
-			return errCrashed
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1_800_000_000, 0))
+		mem := newMemStore(clock.Now, order)
+		failCopy := false
+		mem.before = func(_ context.Context, op string) error {
+			clock.Advance(time.Second)
+			if failCopy && op == "set "+keysecret.ActiveSecret(service) {
+				failCopy = false
+				return errCrashed
+			}
+			return nil
 		}
-		return nil
-	}
-	store := mem.store
-	w := &world{mem: mem, store: store, clock: clock, told: map[string]bool{}}
-	ctx := context.Background()
-	ring, rot := wiring{ringTTL: time.Nanosecond, now: clock.Now}.wire(store)
-	if _, err := ring.Get(ctx, service); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(31 * 24 * time.Hour)
-	if res, err := newRotator(w).RotateIfDue(ctx, service); err != nil || res.Outcome != rotation.Completed {
-		t.Fatalf("rotation: %+v %v", res, err)
-	}
-	revoked := mem.newest(keysecret.ActiveSecret(service))
-	failCopy = true
-	err := rot.Regenerate(ctx, service, keysecret.Secondary, "")
-	if !errors.Is(err, rotation.ErrWritten) {
-		t.Fatalf("regen with the copy write failing: %v; want ErrWritten", err)
-	}
-	fresh := mem.newest(keysecret.KeySecret(service, keysecret.Secondary))
-	if mem.newest(keysecret.ActiveSecret(service)) != revoked {
-		t.Fatal("the copy changed despite the failure")
-	}
-	clock.Advance(time.Hour)
-	if _, err := newRotator(w).RotateIfDue(ctx, service); err != nil {
-		t.Fatal(err)
-	}
-	if got := mem.newest(keysecret.ActiveSecret(service)); got != fresh {
-		t.Fatal("the next run did not move the copy to the regenerated key")
-	}
-	v := keyring.New(store, []string{service}, &keyring.Options{Bounds: cache.Bounds{TTL: time.Nanosecond}, Now: clock.Now})
-	if _, err := v.Validate(ctx, service, revoked); !errors.Is(err, keyring.ErrNoMatch) {
-		t.Fatalf("the revoked key: %v; want ErrNoMatch", err)
-	}
+		store := mem.store
+		w := &world{mem: mem, store: store, clock: clock, told: map[string]bool{}}
+		ctx := context.Background()
+		ring, rot := wiring{ringTTL: time.Nanosecond, now: clock.Now}.wire(store)
+		if _, err := ring.Get(ctx, service); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(31 * 24 * time.Hour)
+		if res, err := newRotator(w).RotateIfDue(ctx, service); err != nil || res.Outcome != rotation.Completed {
+			t.Fatalf("rotation: %+v %v", res, err)
+		}
+		revoked := mem.newest(keysecret.ActiveSecret(service))
+		failCopy = true
+		err := rot.Regenerate(ctx, service, keysecret.Secondary, "")
+		if !errors.Is(err, rotation.ErrWritten) {
+			t.Fatalf("regen with the copy write failing: %v; want ErrWritten", err)
+		}
+		fresh := mem.newest(keysecret.KeySecret(service, keysecret.Secondary))
+		if mem.newest(keysecret.ActiveSecret(service)) != revoked {
+			t.Fatal("the copy changed despite the failure")
+		}
+		clock.Advance(time.Hour)
+		if _, err := newRotator(w).RotateIfDue(ctx, service); err != nil {
+			t.Fatal(err)
+		}
+		if got := mem.newest(keysecret.ActiveSecret(service)); got != fresh {
+			t.Fatal("the next run did not move the copy to the regenerated key")
+		}
+		v := keyring.New(store, []string{service}, &keyring.Options{Bounds: cache.Bounds{TTL: time.Nanosecond}, Now: clock.Now})
+		if _, err := v.Validate(ctx, service, revoked); !errors.Is(err, keyring.ErrNoMatch) {
+			t.Fatalf("the revoked key: %v; want ErrNoMatch", err)
+		}
+	})
 }
 
 // The tests below are regen_key over the app's wiring, several instances
@@ -84,119 +87,127 @@ func regenerate(ctx context.Context, ring *keyring.Ring, rot *rotation.Rotator, 
 }
 
 func TestRegenerateRevokes(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1e9, 0))
-	mem, ctx := newMemStore(clock.Now), context.Background()
-	w := regenWiring(clock)
-	a, rotA := w.wire(mem.store) // two instances
-	b, _ := w.wire(mem.store)
-	before, _ := a.Get(ctx, service)
-	if _, err := b.Validate(ctx, service, before.PrimaryKey); err != nil {
-		t.Fatal(err)
-	}
-	after, err := regenerate(ctx, a, rotA, keysecret.Primary, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.PrimaryKey == before.PrimaryKey || after.SecondaryKey != before.SecondaryKey {
-		t.Fatalf("Regenerate = %+v; before %+v", after, before)
-	}
-	// At once on the instance that did it.
-	if _, err := a.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
-		t.Errorf("old Primary on the regenerating instance: %v; want ErrNoMatch", err)
-	}
-	// The new key works at once everywhere (refresh on an unknown key).
-	if kt, err := b.Validate(ctx, service, after.PrimaryKey); err != nil || kt != keysecret.Primary {
-		t.Errorf("new Primary on the other instance: %q, %v", kt, err)
-	}
-	// And since b just re-read, the old one is refused there too.
-	if _, err := b.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
-		t.Errorf("old Primary on the other instance: %v", err)
-	}
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1e9, 0))
+		mem, ctx := newMemStore(clock.Now, order), context.Background()
+		w := regenWiring(clock)
+		a, rotA := w.wire(mem.store) // two instances
+		b, _ := w.wire(mem.store)
+		before, _ := a.Get(ctx, service)
+		if _, err := b.Validate(ctx, service, before.PrimaryKey); err != nil {
+			t.Fatal(err)
+		}
+		after, err := regenerate(ctx, a, rotA, keysecret.Primary, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.PrimaryKey == before.PrimaryKey || after.SecondaryKey != before.SecondaryKey {
+			t.Fatalf("Regenerate = %+v; before %+v", after, before)
+		}
+		// At once on the instance that did it.
+		if _, err := a.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
+			t.Errorf("old Primary on the regenerating instance: %v; want ErrNoMatch", err)
+		}
+		// The new key works at once everywhere (refresh on an unknown key).
+		if kt, err := b.Validate(ctx, service, after.PrimaryKey); err != nil || kt != keysecret.Primary {
+			t.Errorf("new Primary on the other instance: %q, %v", kt, err)
+		}
+		// And since b just re-read, the old one is refused there too.
+		if _, err := b.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
+			t.Errorf("old Primary on the other instance: %v", err)
+		}
 
-	// A third instance that cached the old key keeps it at most one TTL.
-	c3, _ := w.wire(mem.store)
-	c3.Validate(ctx, service, after.PrimaryKey)
-	again, _ := regenerate(ctx, a, rotA, keysecret.Primary, strings.Repeat("k", 40))
-	if again.PrimaryKey != strings.Repeat("k", 40) {
-		t.Fatalf("user-supplied value not used: %+v", again)
-	}
-	if _, err := c3.Validate(ctx, service, after.PrimaryKey); err != nil {
-		t.Errorf("within the TTL the cached key still works on another instance: %v", err)
-	}
-	clock.Advance(30 * time.Second)
-	if _, err := c3.Validate(ctx, service, after.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
-		t.Errorf("after the TTL the replaced key is refused: %v", err)
-	}
-	if _, err := regenerate(ctx, a, rotA, keysecret.Primary, "short"); err == nil {
-		t.Error("a malformed user-supplied key was accepted")
-	}
+		// A third instance that cached the old key keeps it at most one TTL.
+		c3, _ := w.wire(mem.store)
+		c3.Validate(ctx, service, after.PrimaryKey)
+		again, _ := regenerate(ctx, a, rotA, keysecret.Primary, strings.Repeat("k", 40))
+		if again.PrimaryKey != strings.Repeat("k", 40) {
+			t.Fatalf("user-supplied value not used: %+v", again)
+		}
+		if _, err := c3.Validate(ctx, service, after.PrimaryKey); err != nil {
+			t.Errorf("within the TTL the cached key still works on another instance: %v", err)
+		}
+		clock.Advance(30 * time.Second)
+		if _, err := c3.Validate(ctx, service, after.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
+			t.Errorf("after the TTL the replaced key is refused: %v", err)
+		}
+		if _, err := regenerate(ctx, a, rotA, keysecret.Primary, "short"); err == nil {
+			t.Error("a malformed user-supplied key was accepted")
+		}
+	})
 }
 
 func TestRegenerateRevokesEvenIfReadBackFails(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1e9, 0))
-	mem, ctx := newMemStore(clock.Now), context.Background()
-	var f faults
-	mem.before = f.before
-	r, rot := regenWiring(clock).wire(mem.store)
-	before, _ := r.Get(ctx, service)
-	f.setBreaksGets.Store(true)
-	_, err := regenerate(ctx, r, rot, keysecret.Primary, "")
-	if !errors.Is(err, rotation.ErrWritten) {
-		t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
-	}
-	if _, err := r.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
-		t.Fatalf("the replaced key still validates on this instance: %v", err)
-	}
-	if kt, err := r.Validate(ctx, service, before.SecondaryKey); err != nil || kt != keysecret.Secondary {
-		t.Fatalf("the other key stopped working: %q, %v", kt, err)
-	}
-	f.getsDown.Store(false)
-	if kt, err := r.Validate(ctx, service, mem.newest(keysecret.KeySecret(service, keysecret.Primary))); err != nil || kt != keysecret.Primary {
-		t.Fatalf("the written key: %q, %v", kt, err)
-	}
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1e9, 0))
+		mem, ctx := newMemStore(clock.Now, order), context.Background()
+		var f faults
+		mem.before = f.before
+		r, rot := regenWiring(clock).wire(mem.store)
+		before, _ := r.Get(ctx, service)
+		f.setBreaksGets.Store(true)
+		_, err := regenerate(ctx, r, rot, keysecret.Primary, "")
+		if !errors.Is(err, rotation.ErrWritten) {
+			t.Fatalf("Regenerate with reads failing: %v; want ErrWritten", err)
+		}
+		if _, err := r.Validate(ctx, service, before.PrimaryKey); !errors.Is(err, keyring.ErrNoMatch) {
+			t.Fatalf("the replaced key still validates on this instance: %v", err)
+		}
+		if kt, err := r.Validate(ctx, service, before.SecondaryKey); err != nil || kt != keysecret.Secondary {
+			t.Fatalf("the other key stopped working: %q, %v", kt, err)
+		}
+		f.getsDown.Store(false)
+		if kt, err := r.Validate(ctx, service, mem.newest(keysecret.KeySecret(service, keysecret.Primary))); err != nil || kt != keysecret.Primary {
+			t.Fatalf("the written key: %q, %v", kt, err)
+		}
+	})
 }
 
 func TestRegenerateRefusesAKeyInUse(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1e9, 0))
-	mem, ctx := newMemStore(clock.Now), context.Background()
-	r, rot := regenWiring(clock).wire(mem.store)
-	r.EnsureAdminKey(ctx)
-	svc, _ := r.Get(ctx, service)
-	other, _ := r.Get(ctx, "other")
-	for name, v := range map[string]string{
-		"admin key": mem.newest(keysecret.AdminKeySecret), "other service's key": other.PrimaryKey,
-		"own other slot": svc.SecondaryKey, "same value": svc.PrimaryKey,
-	} {
-		if _, err := regenerate(ctx, r, rot, keysecret.Primary, v); !errors.Is(err, rotation.ErrKeyInUse) {
-			t.Errorf("regen to the %s: %v; want ErrKeyInUse", name, err)
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1e9, 0))
+		mem, ctx := newMemStore(clock.Now, order), context.Background()
+		r, rot := regenWiring(clock).wire(mem.store)
+		r.EnsureAdminKey(ctx)
+		svc, _ := r.Get(ctx, service)
+		other, _ := r.Get(ctx, "other")
+		for name, v := range map[string]string{
+			"admin key": mem.newest(keysecret.AdminKeySecret), "other service's key": other.PrimaryKey,
+			"own other slot": svc.SecondaryKey, "same value": svc.PrimaryKey,
+		} {
+			if _, err := regenerate(ctx, r, rot, keysecret.Primary, v); !errors.Is(err, rotation.ErrKeyInUse) {
+				t.Errorf("regen to the %s: %v; want ErrKeyInUse", name, err)
+			}
 		}
-	}
-	if got, _ := r.Get(ctx, service); got != svc {
-		t.Errorf("a refused regen changed the keys")
-	}
+		if got, _ := r.Get(ctx, service); got != svc {
+			t.Errorf("a refused regen changed the keys")
+		}
+	})
 }
 
 // TestRegenerateDuringAnOutage: with the store down, regen_key on an
 // instance that never read the keys fails as unavailable.
 func TestRegenerateDuringAnOutage(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1e9, 0))
-	mem, ctx := newMemStore(clock.Now), context.Background()
-	var f faults
-	mem.before = f.before
-	w := regenWiring(clock)
-	r, _ := w.wire(mem.store)
-	keys, err := r.Get(ctx, service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.down.Store(true)
-	cold, rot := w.wire(mem.store)
-	if _, err := regenerate(ctx, cold, rot, keysecret.Secondary, ""); !errors.Is(err, rotation.ErrUnavailable) {
-		t.Fatalf("regenerate during an outage: %v", err)
-	}
-	if got := mem.newest(keysecret.KeySecret(service, keysecret.Secondary)); got != keys.SecondaryKey {
-		t.Errorf("a regen that failed as unavailable changed the key")
-	}
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1e9, 0))
+		mem, ctx := newMemStore(clock.Now, order), context.Background()
+		var f faults
+		mem.before = f.before
+		w := regenWiring(clock)
+		r, _ := w.wire(mem.store)
+		keys, err := r.Get(ctx, service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.down.Store(true)
+		cold, rot := w.wire(mem.store)
+		if _, err := regenerate(ctx, cold, rot, keysecret.Secondary, ""); !errors.Is(err, rotation.ErrUnavailable) {
+			t.Fatalf("regenerate during an outage: %v", err)
+		}
+		if got := mem.newest(keysecret.KeySecret(service, keysecret.Secondary)); got != keys.SecondaryKey {
+			t.Errorf("a regen that failed as unavailable changed the key")
+		}
+	})
 }
 
 // TestRegeneratedKeyKeepsItsDueTime: a regenerated key keeps its slot's
@@ -204,26 +215,32 @@ func TestRegenerateDuringAnOutage(t *testing.T) {
 // plus the margin (see the keyring's TestKeyVersionsExpireAtTheirDueTimePlusMargin
 // for created keys).
 func TestRegeneratedKeyKeepsItsDueTime(t *testing.T) {
-	clock := fakeclock.New(time.Unix(1e9, 0))
-	mem, ctx := newMemStore(clock.Now), context.Background()
-	period := defaultPolicy.Period // and the margin is as long
-	r, rot := wiring{ringTTL: time.Second, now: clock.Now}.wire(mem.store)
-	if _, err := r.Get(ctx, service); err != nil {
-		t.Fatal(err)
-	}
-	secondary := keysecret.KeySecret(service, keysecret.Secondary)
-	mem.setTags(secondary, mem.all(secondary)[0].Version, map[string]string{
-		keysecret.TagState: keysecret.StateCurrent, keysecret.TagActivated: fmt.Sprint(clock.Now().Add(-time.Hour).Unix()),
+	forEachOrder(t, func(t *testing.T, order driver.ListOrder) {
+		clock := fakeclock.New(time.Unix(1e9, 0))
+		mem, ctx := newMemStore(clock.Now, order), context.Background()
+		period := defaultPolicy.Period // and the margin is as long
+		r, rot := wiring{ringTTL: time.Second, now: clock.Now}.wire(mem.store)
+		if _, err := r.Get(ctx, service); err != nil {
+			t.Fatal(err)
+		}
+		secondary := keysecret.KeySecret(service, keysecret.Secondary)
+		activated := fmt.Sprint(clock.Now().Add(-time.Hour).Unix())
+		mem.setTags(secondary, mem.all(secondary)[0].Version, map[string]string{ // its only version
+			keysecret.TagState: keysecret.StateCurrent, keysecret.TagActivated: activated,
+		})
+		clock.Advance(24 * time.Hour)
+		if _, err := regenerate(ctx, r, rot, keysecret.Secondary, ""); err != nil {
+			t.Fatal(err)
+		}
+		regen, err := mem.store.GetSecret(peekCtx, secondary, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := regen.Expires; e == nil || !e.Equal(clock.Now().Add(-25*time.Hour).Add(2*period)) {
+			t.Errorf("regenerated exp = %v", e)
+		}
+		if got := regen.Tags[keysecret.TagActivated]; got != activated {
+			t.Errorf("regenerated activation %q; want %q", got, activated)
+		}
 	})
-	clock.Advance(24 * time.Hour)
-	if _, err := regenerate(ctx, r, rot, keysecret.Secondary, ""); err != nil {
-		t.Fatal(err)
-	}
-	vs := mem.all(secondary)
-	if e := vs[len(vs)-1].Expires; e == nil || !e.Equal(clock.Now().Add(-25*time.Hour).Add(2*period)) {
-		t.Errorf("regenerated exp = %v", e)
-	}
-	if got := vs[len(vs)-1].Tags[keysecret.TagActivated]; got != vs[0].Tags[keysecret.TagActivated] {
-		t.Errorf("regenerated activation %q; want %q", got, vs[0].Tags[keysecret.TagActivated])
-	}
 }

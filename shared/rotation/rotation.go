@@ -199,7 +199,7 @@ func (x *pass) stage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errStageWrite, err)
 	}
-	x.staged = Version{ID: props.Version, Created: props.Created, Tags: props.Tags}
+	x.staged = versionOf(props)
 	x.value = value
 	return nil
 }
@@ -279,10 +279,13 @@ func (x *pass) finish(ctx context.Context) (*Result, error) {
 	// A write landed above the staged value before its activation (a
 	// regen_key of that key): telling clients the staged value would have it
 	// die at the next rotation, which the tags still count as due.
-	if after, err := r.ReadState(ctx, x.service); err != nil {
+	// Only the newest matters: one read of the secret. A disabled newest
+	// (which answers without its id) is not a value to tell clients
+	// either: superseded.
+	if after, err := r.Store.GetSecret(ctx, x.secret, ""); err != nil && secretstore.Code(err) != secretstore.Disabled {
 		_, err = r.fail(x.service, x.res.Rotation, "finish_read_state", err)
 		return nil, err
-	} else if v, ok := after.Slots[inactive].Newest(); !ok || v.ID != x.staged.ID {
+	} else if err != nil || after.Version != x.staged.ID {
 		return x.superseded("after", "activation"), nil
 	}
 	told, err := r.advanceActiveCopy(ctx, x.service, x.kt, x.value, tags)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
 // Defaults of a service's rotation policy.
@@ -44,6 +45,7 @@ func (p Policy) expiry(since time.Time) *time.Time {
 type Version struct {
 	ID      string
 	Created time.Time
+	Enabled bool
 	Tags    map[string]string
 }
 
@@ -71,27 +73,81 @@ func (v Version) since() time.Time {
 	return v.Created
 }
 
-// Slot is one key secret's versions, newest first.
+// Slot is one key secret's versions and which of them is the newest.
+//
+// Key Vault lists versions in no promised order, and their Created times
+// have whole seconds, so no decision here depends on a list position: the
+// newest is the version that reading the secret without a version returns
+// (NewestID), and the rest comes from the tags and Created (see
+// [Slot.Current]).
 type Slot struct {
-	Versions []Version
+	Versions []Version // in no particular order
+	// NewestID is the newest version's id: the one a read without a
+	// version returned. When that read was refused because the newest is
+	// disabled (Key Vault then answers 403 without an id), it is the
+	// disabled version created last, of same-second ones the one with the
+	// later activation, then the greater id: a guess, which only matters
+	// for a key an operator disabled, which rotation leaves alone.
+	NewestID string
 }
 
 // Newest is the newest version, if any.
 func (s Slot) Newest() (Version, bool) {
-	if len(s.Versions) == 0 {
-		return Version{}, false
-	}
-	return s.Versions[0], true
-}
-
-// Current is the newest version with state=current, if any.
-func (s Slot) Current() (Version, bool) {
 	for _, v := range s.Versions {
-		if v.current() {
+		if v.ID == s.NewestID {
 			return v, true
 		}
 	}
 	return Version{}, false
+}
+
+// Current is the key's current version, the newest not staged, if any: the
+// newest version itself unless it is staged; under a staged version, the
+// version not staged with the latest activation (activations only grow
+// within a key, and a regen_key copies the activation it replaces), of
+// those the one created last, and of same-second ones the greater id.
+// Versions tied that far share their activation and their creation second,
+// so every decision made from the tags alone (which key is active, when
+// the next rotation is due) comes out the same whichever is taken.
+func (s Slot) Current() (Version, bool) {
+	if v, ok := s.Newest(); ok && v.current() {
+		return v, true
+	}
+	var best Version
+	found := false
+	for _, v := range s.Versions {
+		if v.current() && (!found || laterCurrent(v, best)) {
+			best, found = v, true
+		}
+	}
+	return best, found
+}
+
+// laterCurrent orders versions that are not staged, under a staged one.
+func laterCurrent(a, b Version) bool {
+	if c := a.Activated().Compare(b.Activated()); c != 0 {
+		return c > 0
+	}
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c > 0
+	}
+	return a.ID > b.ID
+}
+
+// newestDisabled guesses the newest of versions when the newest is
+// disabled: see [Slot.NewestID].
+func newestDisabled(versions []Version) string {
+	var best Version
+	found := false
+	for _, v := range versions {
+		if v.Enabled {
+			continue
+		}
+		if !found || v.Created.After(best.Created) || v.Created.Equal(best.Created) && laterCurrent(v, best) {
+			best, found = v, true
+		}
+	}
+	return best.ID
 }
 
 // State is what a run knows of a service: index 0 is the Primary, 1 the
@@ -141,17 +197,48 @@ func Due(p Policy, s State, now time.Time) bool {
 	return !now.Before(s.DueAt(p))
 }
 
-// ReadState reads every version's tags of both key secrets.
+// ReadState reads every version's tags of both key secrets: per secret, a
+// listing and a read of its newest version.
 func (r *Rotator) ReadState(ctx context.Context, service string) (State, error) {
 	var s State
 	for i, kt := range keysecret.KeyTypes {
-		props, err := r.Store.ListVersions(ctx, keysecret.KeySecret(service, kt))
+		slot, err := r.readSlot(ctx, keysecret.KeySecret(service, kt))
 		if err != nil {
 			return State{}, err
 		}
-		for _, p := range props {
-			s.Slots[i].Versions = append(s.Slots[i].Versions, Version{ID: p.Version, Created: p.Created, Tags: p.Tags})
-		}
+		s.Slots[i] = slot
 	}
 	return s, nil
+}
+
+// readSlot lists a key secret's versions, then reads its newest: the
+// listing says nothing of which is newest. A version written between the
+// two calls is added from the read. An unknown secret is an error whose
+// code is NotFound.
+func (r *Rotator) readSlot(ctx context.Context, name string) (Slot, error) {
+	props, err := r.Store.ListVersions(ctx, name)
+	if err != nil {
+		return Slot{}, err
+	}
+	var slot Slot
+	for _, p := range props {
+		slot.Versions = append(slot.Versions, versionOf(p))
+	}
+	newest, err := r.Store.GetSecret(ctx, name, "")
+	switch {
+	case err == nil:
+		slot.NewestID = newest.Version
+		if _, ok := slot.Newest(); !ok {
+			slot.Versions = append(slot.Versions, versionOf(newest.Properties))
+		}
+	case secretstore.Code(err) == secretstore.Disabled:
+		slot.NewestID = newestDisabled(slot.Versions)
+	default:
+		return Slot{}, err
+	}
+	return slot, nil
+}
+
+func versionOf(p secretstore.Properties) Version {
+	return Version{ID: p.Version, Created: p.Created, Enabled: p.Enabled, Tags: p.Tags}
 }

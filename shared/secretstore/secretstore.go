@@ -9,7 +9,8 @@
 // # Rules
 //
 // Names match ^[0-9a-zA-Z-]{1,127}$ and are case-insensitive. Every write
-// makes a new version; reading without a version returns the newest. A
+// makes a new version; reading without a version returns the newest, and
+// a listing of the versions comes in no promised order. A
 // secret carries at most 15 tags, with names of at most 512 characters and
 // values of at most 256. A value is at most 25 KiB. Updating properties with
 // tags replaces the whole tag set. Reading a disabled version is refused
@@ -157,7 +158,10 @@ func (s *Store) GetSecret(ctx context.Context, name, version string) (Secret, er
 	return sec, s.wrap(op, name, err)
 }
 
-// ListVersions returns the properties of every version, newest first.
+// ListVersions returns the properties of every version, in no promised
+// order: Key Vault promises none. The newest version is the one
+// [Store.GetSecret] with version "" reads; versions written in the same
+// second have the same Created time, so Created alone cannot order them.
 func (s *Store) ListVersions(ctx context.Context, name string) ([]Properties, error) {
 	const op = "list"
 	lname, err := checkName(op, name)

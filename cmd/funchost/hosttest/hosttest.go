@@ -46,6 +46,10 @@ type Options struct {
 	// (a local.settings.json in the folder applies as with Core Tools:
 	// only to names the environment leaves empty).
 	AppDir string
+	// NoAdminKey leaves App.AdminKey empty instead of reading it at
+	// start, for a store that cannot be reached yet; [App.ReadAdminKey]
+	// reads it later.
+	NoAdminKey bool
 }
 
 // App is a served app.
@@ -58,6 +62,8 @@ type App struct {
 	Logs *logtest.Buffer
 	// AdminKey is the administrator key, read from the app's store.
 	AdminKey string
+
+	env []string
 }
 
 // RepoRoot returns the repository's root, found from the test's folder.
@@ -106,7 +112,7 @@ func Start(t testing.TB, opts Options) *App {
 	t.Helper()
 	root := RepoRoot(t)
 	tmp := t.TempDir()
-	a := &App{AppDir: filepath.Join(tmp, "app"), DataDir: filepath.Join(tmp, "data"), Logs: &logtest.Buffer{}}
+	a := &App{AppDir: filepath.Join(tmp, "app"), DataDir: filepath.Join(tmp, "data"), Logs: &logtest.Buffer{}, env: opts.Env}
 	var settingsEnv []string
 	if opts.AppDir != "" {
 		if opts.Services != "" {
@@ -166,8 +172,29 @@ func Start(t testing.TB, opts Options) *App {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the local host printed no URL:\n%s", a.Logs.String())
 	}
-	a.AdminKey = adminKey(t, a.DataDir, opts.Env)
+	if !opts.NoAdminKey {
+		a.AdminKey = a.ReadAdminKey(t, 30*time.Second)
+	}
 	return a
+}
+
+// ReadAdminKey reads the administrator key from the app's store, as
+// `make admin-key` (cmd/secretctl) does, trying again until timeout while
+// the store cannot be read or holds none yet (the handler writes it at
+// start, in the background while the store cannot be reached).
+func (a *App) ReadAdminKey(t testing.TB, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		key, err := adminKey(t, a.DataDir, a.env)
+		if err == nil {
+			return key
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reading the administrator key from the store: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // settingsValues returns the app's settings: every value of the example
@@ -211,9 +238,8 @@ func writeSettings(t testing.TB, a *App, values map[string]string) {
 	}
 }
 
-// adminKey reads the administrator key from the app's store, as `make
-// admin-key` (cmd/secretctl) does.
-func adminKey(t testing.TB, dataDir string, env []string) string {
+// adminKey reads the administrator key from the app's store once.
+func adminKey(t testing.TB, dataDir string, env []string) (string, error) {
 	t.Helper()
 	settings := config.DefaultSettings()
 	settings.DataDir = dataDir
@@ -234,9 +260,11 @@ func adminKey(t testing.TB, dataDir string, env []string) string {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	sec, err := store.GetSecret(context.Background(), "admin-key", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sec, err := store.GetSecret(ctx, "admin-key", "")
 	if err != nil {
-		t.Fatalf("reading the administrator key from the store: %v", err)
+		return "", err
 	}
-	return sec.Value
+	return sec.Value, nil
 }

@@ -171,9 +171,12 @@ func (d *kvDriver) ListVersions(ctx context.Context, name string) ([]driver.Prop
 	if len(out) == 0 {
 		return nil, errNoVersions
 	}
-	// Key Vault promises no order. Versions are listed oldest first in
-	// practice, and created times have whole seconds: reverse, then sort
-	// stably by created time, newest first.
+	// Key Vault promises no order, and neither does this driver: callers
+	// learn the newest version from GetSecret. For people reading a
+	// listing (tests, secretctl), it is shown by created time, newest
+	// first, same-second versions in reverse listing order: the newest
+	// first when the vault lists oldest first, as it appears to, but
+	// nothing may rely on that.
 	slices.Reverse(out)
 	slices.SortStableFunc(out, func(a, b driver.Properties) int { return b.Created.Compare(a.Created) })
 	return out, nil
@@ -184,13 +187,12 @@ var errNoVersions = errors.New("azurekeyvault: the secret has no versions")
 
 func (d *kvDriver) UpdateProperties(ctx context.Context, name, version string, u driver.Update) (driver.Properties, error) {
 	if version == "" {
-		// The REST operation needs a version: take the newest, which may be
-		// disabled and so cannot be read with GetSecret.
-		versions, err := d.ListVersions(ctx, name)
-		if err != nil {
+		// The REST operation needs a version: the newest, which reading
+		// the secret without a version names.
+		var err error
+		if version, err = d.newestVersion(ctx, name); err != nil {
 			return driver.Properties{}, err
 		}
-		version = versions[0].Version
 	}
 	params := azsecrets.UpdateSecretPropertiesParameters{ContentType: u.ContentType}
 	if u.Enabled != nil || u.Expires != nil || u.NotBefore != nil {
@@ -204,6 +206,32 @@ func (d *kvDriver) UpdateProperties(ctx context.Context, name, version string, u
 		return driver.Properties{}, err
 	}
 	return properties(resp.ID, resp.Attributes, resp.ContentType, resp.Tags), nil
+}
+
+// newestVersion returns the id of a secret's newest version, as reading
+// the secret without a version answers it. A disabled newest version
+// answers 403 without its id: then the newest is taken from a listing, the
+// disabled one created last; of several created in that same second, the one the
+// listing's presentation order puts first, which Key Vault does not
+// promise to be the newest.
+func (d *kvDriver) newestVersion(ctx context.Context, name string) (string, error) {
+	sec, err := d.GetSecret(ctx, name, "")
+	if err == nil {
+		return sec.Version, nil
+	}
+	if ErrorCode(err) != driver.Disabled {
+		return "", err
+	}
+	versions, err := d.ListVersions(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	for _, v := range versions { // the newest is disabled: skip enabled ones
+		if !v.Enabled {
+			return v.Version, nil
+		}
+	}
+	return versions[0].Version, nil
 }
 
 func (d *kvDriver) Close() error { return nil }

@@ -17,6 +17,7 @@ import (
 	"github.com/modelauth/modelauth/shared/keyvaulttest"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 	"github.com/modelauth/modelauth/shared/secretstore/drivertest"
 )
 
@@ -45,10 +46,17 @@ func openStore(t testing.TB, kv *keyvaulttest.Server, opts *azurekeyvault.Option
 var fast = &azurekeyvault.Options{MaxRetries: azurekeyvault.DefaultMaxRetries, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 2 * time.Second}
 
 func TestConformance(t *testing.T) {
+	// The server's listing orders, by the suite's name for them.
+	orders := map[driver.ListOrder]keyvaulttest.ListOrder{
+		driver.OldestFirst:    keyvaulttest.OldestFirst,
+		driver.VersionIDOrder: keyvaulttest.VersionIDOrder,
+		driver.RandomOrder:    keyvaulttest.RandomOrder,
+	}
 	drivertest.RunConformanceTests(t, drivertest.Harness{
-		NewStore: func(t *testing.T) *secretstore.Store {
-			return openStore(t, keyvaulttest.NewServer(t, nil), nil)
+		NewOrderedStore: func(t *testing.T, order driver.ListOrder) *secretstore.Store {
+			return openStore(t, keyvaulttest.NewServer(t, &keyvaulttest.Options{ListOrder: orders[order], ListSeed: 1}), nil)
 		},
+		Orders: []driver.ListOrder{driver.OldestFirst, driver.VersionIDOrder, driver.RandomOrder},
 	})
 }
 

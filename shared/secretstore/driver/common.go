@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -66,4 +67,44 @@ func CloneTime(t *time.Time) *time.Time {
 	}
 	c := *t
 	return &c
+}
+
+// ListOrder is an order in which a driver that lets its user choose (the
+// in-memory store, and the Key Vault test server through its own setting)
+// lists versions. Key Vault promises no order, so neither does
+// [Driver.ListVersions]: these orders let tests check that no caller
+// depends on one.
+type ListOrder int
+
+// Listing orders.
+const (
+	// NewestFirst lists versions in reverse creation order (the zero
+	// value: what the in-memory store does by default).
+	NewestFirst ListOrder = iota
+	// OldestFirst lists versions in creation order.
+	OldestFirst
+	// VersionIDOrder lists versions by their id, as strings: unrelated to
+	// their age.
+	VersionIDOrder
+	// RandomOrder lists versions in an order drawn anew for every listing
+	// from a seeded generator.
+	RandomOrder
+)
+
+// ListOrders are every [ListOrder].
+var ListOrders = []ListOrder{NewestFirst, OldestFirst, VersionIDOrder, RandomOrder}
+
+// String returns the order's name, such as "version-id".
+func (o ListOrder) String() string {
+	switch o {
+	case NewestFirst:
+		return "newest-first"
+	case OldestFirst:
+		return "oldest-first"
+	case VersionIDOrder:
+		return "version-id"
+	case RandomOrder:
+		return "random"
+	}
+	return fmt.Sprintf("ListOrder(%d)", int(o))
 }

@@ -113,7 +113,9 @@ type Driver interface {
 	// expired version is read like any other.
 	GetSecret(ctx context.Context, name, version string) (Secret, error)
 	// ListVersions returns the properties of every version of a secret,
-	// newest first. An unknown secret gives an error whose code is NotFound.
+	// in no promised order (Key Vault promises none): callers learn the
+	// newest from GetSecret with version "", and anything else from the
+	// properties. An unknown secret gives an error whose code is NotFound.
 	ListVersions(ctx context.Context, name string) ([]Properties, error)
 	// UpdateProperties changes one version's properties; version "" means
 	// the newest.

@@ -4,11 +4,16 @@
 // makes empty stores. The suite works through the portable
 // [secretstore.Store] and pins the Key Vault rules that it documents: names
 // are case-insensitive and match ^[0-9a-zA-Z-]{1,127}$; every write makes a
-// new version and reading without a version returns the newest; versions
-// are listed newest first; at most 15 tags, tag names of at most 512
+// new version and reading without a version returns the newest; a listing
+// holds every version once, in no promised order (Key Vault promises none);
+// at most 15 tags, tag names of at most 512
 // characters and values of at most 256; values of at most 25 KiB; an update
 // replaces the whole tag set; a disabled version cannot be read while the
 // others can; an expired version can; concurrent writers lose nothing.
+//
+// A driver whose listing order can be set (the in-memory store, the Key
+// Vault test server) runs the suite once per order: see
+// [Harness.NewOrderedStore].
 //
 // Errors are checked by code ([secretstore.Code]), never by their text.
 // Times are compared at whole seconds, the precision of Key Vault.
@@ -28,6 +33,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
 
 // Harness makes stores for the conformance suite.
@@ -37,6 +43,15 @@ type Harness struct {
 	// suite closes the store when the test ends; NewStore registers any
 	// other clean-up (a temporary directory, a test server) with t.Cleanup.
 	NewStore func(t *testing.T) *secretstore.Store
+
+	// NewOrderedStore, if set, replaces NewStore for a driver whose
+	// listing order can be set: it returns a new, empty store that lists
+	// versions in order. The suite then runs once per order of Orders, in
+	// subtests named after the order.
+	NewOrderedStore func(t *testing.T, order driver.ListOrder) *secretstore.Store
+	// Orders are the orders NewOrderedStore can make; default every
+	// [driver.ListOrder].
+	Orders []driver.ListOrder
 }
 
 // Sizes of the concurrent-writers test.
@@ -49,9 +64,27 @@ const (
 // makes.
 func RunConformanceTests(t *testing.T, h Harness) {
 	t.Helper()
+	if h.NewOrderedStore != nil {
+		orders := h.Orders
+		if len(orders) == 0 {
+			orders = driver.ListOrders
+		}
+		for _, order := range orders {
+			t.Run(order.String(), func(t *testing.T) {
+				t.Parallel()
+				runConformanceTests(t, func(t *testing.T) *secretstore.Store { return h.NewOrderedStore(t, order) })
+			})
+		}
+		return
+	}
 	if h.NewStore == nil {
 		t.Fatal("drivertest: Harness.NewStore is nil")
 	}
+	runConformanceTests(t, h.NewStore)
+}
+
+func runConformanceTests(t *testing.T, newStore func(t *testing.T) *secretstore.Store) {
+	t.Helper()
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *secretstore.Store)
@@ -75,7 +108,7 @@ func RunConformanceTests(t *testing.T, h Harness) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := h.NewStore(t)
+			s := newStore(t)
 			if s == nil {
 				t.Fatal("Harness.NewStore returned nil")
 			}
@@ -125,8 +158,11 @@ func testCaseInsensitiveNames(t *testing.T, s *secretstore.Store) {
 			if err != nil {
 				t.Fatalf("ListVersions(%q) = %v", tt.write, err)
 			}
-			if got, want := versionsOf(list), []string{p2.Version, p.Version}; !slices.Equal(got, want) {
-				t.Errorf("ListVersions(%q) versions = %q; want %q", tt.write, got, want)
+			listed, want := versionsOf(list), []string{p2.Version, p.Version}
+			slices.Sort(listed) // listings come in no promised order
+			slices.Sort(want)
+			if !slices.Equal(listed, want) {
+				t.Errorf("ListVersions(%q) versions = %q; want %q", tt.write, listed, want)
 			}
 		})
 	}
@@ -186,7 +222,8 @@ func testInvalidVersions(t *testing.T, s *secretstore.Store) {
 
 // testVersions pins: every write makes a new version (even of the same
 // value), reading without a version returns the newest, an older version
-// can be read by its id, and the list holds every version, newest first.
+// can be read by its id, and the list holds every version exactly once (in
+// no promised order).
 func testVersions(t *testing.T, s *secretstore.Store) {
 	ctx := t.Context()
 	values := []string{"one", "two", "two", "three"}
@@ -221,9 +258,20 @@ func testVersions(t *testing.T, s *secretstore.Store) {
 	if len(list) != len(written) {
 		t.Fatalf("ListVersions returned %d versions; want %d", len(list), len(written))
 	}
-	for i, got := range list {
-		want := written[len(written)-1-i] // newest first
-		sameProps(t, fmt.Sprintf("ListVersions()[%d]", i), got, want)
+	byVersion := make(map[string]secretstore.Properties)
+	for _, got := range list {
+		if _, dup := byVersion[got.Version]; dup {
+			t.Errorf("ListVersions lists version %q twice", got.Version)
+		}
+		byVersion[got.Version] = got
+	}
+	for i, want := range written {
+		got, ok := byVersion[want.Version]
+		if !ok {
+			t.Errorf("ListVersions lacks version #%d, %q", i, want.Version)
+			continue
+		}
+		sameProps(t, fmt.Sprintf("ListVersions() entry of version #%d", i), got, want)
 	}
 }
 
@@ -622,8 +670,8 @@ func testDisabled(t *testing.T, s *secretstore.Store) {
 		}
 	}
 	list := mustList(t, s, "toggled")
-	if got, want := enabledOf(list), []bool{true, false, true}; !slices.Equal(got, want) {
-		t.Errorf("ListVersions Enabled, newest first = %v; want %v", got, want)
+	if got, want := enabledOf(list, vs), []bool{true, false, true}; !slices.Equal(got, want) {
+		t.Errorf("ListVersions Enabled, in write order = %v; want %v", got, want)
 	}
 
 	// Re-enabled, it reads again, unchanged.
@@ -660,7 +708,7 @@ func testDisabled(t *testing.T, s *secretstore.Store) {
 	_, err = s.GetSecret(ctx, "born-disabled", "")
 	wantCode(t, err, secretstore.Disabled, "GetSecret(written disabled)")
 	noValueIn(t, err, "hidden")
-	if got := enabledOf(mustList(t, s, "born-disabled")); !slices.Equal(got, []bool{false}) {
+	if got := enabledOf(mustList(t, s, "born-disabled"), []secretstore.Properties{p}); !slices.Equal(got, []bool{false}) {
 		t.Errorf("ListVersions Enabled = %v; want [false]", got)
 	}
 	if _, err := s.UpdateProperties(ctx, "born-disabled", p.Version, secretstore.Update{Enabled: &yes}); err != nil {
@@ -732,9 +780,10 @@ type Write struct {
 // CheckConcurrentWrites checks a secret that several writers wrote at once,
 // and nobody else: writes[w] lists writer w's completed writes in the order
 // it made them. It checks that every write got its own version; that
-// ListVersions has exactly these versions, with each writer's writes newer
-// in the order it made them; that the newest version is the last write of
-// one of the writers; and that every version reads back the value written.
+// ListVersions has exactly these versions (in any order), each writer's
+// writes created no earlier in the order it made them; that the newest
+// version is the last write of one of the writers, created no earlier than
+// any other; and that every version reads back the value written.
 // Driver tests that write from several processes call it too.
 func CheckConcurrentWrites(t *testing.T, s *secretstore.Store, name string, writes [][]Write) {
 	t.Helper()
@@ -751,27 +800,31 @@ func CheckConcurrentWrites(t *testing.T, s *secretstore.Store, name string, writ
 	if len(list) != len(valueOf) {
 		t.Errorf("ListVersions has %d versions; want %d", len(list), len(valueOf))
 	}
-	pos := make(map[string]int) // version -> index in the list, 0 is newest
-	for i, p := range list {
+	listed := make(map[string]secretstore.Properties) // version -> its entry
+	var latest time.Time
+	for _, p := range list {
 		if _, ok := valueOf[p.Version]; !ok {
 			t.Errorf("ListVersions has version %q that no writer got", p.Version)
 		}
-		if _, dup := pos[p.Version]; dup {
+		if _, dup := listed[p.Version]; dup {
 			t.Errorf("ListVersions has version %q twice", p.Version)
 		}
-		pos[p.Version] = i
+		listed[p.Version] = p
+		if p.Created.After(latest) {
+			latest = p.Created
+		}
 	}
 	lastWrites := make(map[string]bool)
 	for w, ws := range writes {
 		for i, wr := range ws {
-			at, ok := pos[wr.Version]
+			p, ok := listed[wr.Version]
 			if !ok {
 				t.Errorf("writer %d, write %d: version %q is not listed", w, i, wr.Version)
 				continue
 			}
 			if i > 0 {
-				if prev, ok := pos[ws[i-1].Version]; ok && prev <= at {
-					t.Errorf("writer %d: write %d is listed at %d, not newer than write %d at %d", w, i, at, i-1, prev)
+				if prev, ok := listed[ws[i-1].Version]; ok && p.Created.Before(prev.Created) {
+					t.Errorf("writer %d: write %d was created at %v, before write %d at %v", w, i, p.Created, i-1, prev.Created)
 				}
 			}
 		}
@@ -780,8 +833,8 @@ func CheckConcurrentWrites(t *testing.T, s *secretstore.Store, name string, writ
 		}
 	}
 	newest := mustGet(t, s, name, "")
-	if len(list) > 0 && newest.Version != list[0].Version {
-		t.Errorf("GetSecret(newest) = version %q; ListVersions()[0] = %q", newest.Version, list[0].Version)
+	if newest.Created.Before(latest) {
+		t.Errorf("GetSecret(newest) = version %q created at %v; another version was created later, at %v", newest.Version, newest.Created, latest)
 	}
 	if !lastWrites[newest.Version] {
 		t.Errorf("GetSecret(newest) = %q; want the last write of one writer", newest.Value)
@@ -830,13 +883,14 @@ func mustList(t *testing.T, s *secretstore.Store, name string) []secretstore.Pro
 	return list
 }
 
-// mustFind returns a version's entry in the list; version "" is the newest.
+// mustFind returns a version's entry in the list; version "" is the newest
+// (as GetSecret names it: the list's order says nothing).
 func mustFind(t *testing.T, s *secretstore.Store, name, version string) secretstore.Properties {
 	t.Helper()
-	list := mustList(t, s, name)
-	if version == "" && len(list) > 0 {
-		return list[0]
+	if version == "" {
+		version = mustGet(t, s, name, "").Version
 	}
+	list := mustList(t, s, name)
 	for _, p := range list {
 		if p.Version == version {
 			return p
@@ -906,10 +960,16 @@ func versionsOf(list []secretstore.Properties) []string {
 	return out
 }
 
-func enabledOf(list []secretstore.Properties) []bool {
-	out := make([]bool, len(list))
-	for i, p := range list {
-		out[i] = p.Enabled
+// enabledOf returns the Enabled of each of versions as list has it, in
+// the order of versions (false for one not listed).
+func enabledOf(list, versions []secretstore.Properties) []bool {
+	out := make([]bool, len(versions))
+	for i, v := range versions {
+		for _, p := range list {
+			if p.Version == v.Version {
+				out[i] = p.Enabled
+			}
+		}
 	}
 	return out
 }

@@ -296,7 +296,8 @@ func (d *fileDriver) GetSecret(ctx context.Context, name, version string) (_ dri
 	return driver.Secret{Properties: rec.properties(), Value: string(rec.Value)}, nil
 }
 
-// ListVersions returns the properties of every version, newest first.
+// ListVersions returns the properties of every version, newest first (this
+// driver's order; the portable store promises none).
 func (d *fileDriver) ListVersions(ctx context.Context, name string) (_ []driver.Properties, err error) {
 	defer wrap(&err, "list", name)
 	if err := d.check(ctx, name); err != nil {

@@ -3,8 +3,9 @@
 // passes the conformance suite in secretstore/drivertest, so code tested
 // against it sees what it would see against filestore or Key Vault:
 // case-insensitive names, a new version on every write, the newest read by
-// default, versions listed newest first, whole-second times, disabled
-// versions refused.
+// default, whole-second times, disabled versions refused. Versions are
+// listed newest first unless [Options.ListOrder] says otherwise; Key Vault
+// promises no order, and callers must not rely on one.
 //
 // # Hooks
 //
@@ -47,7 +48,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +96,14 @@ type Options struct {
 	// or reorder callers, and it may call the store. Calls made at once
 	// call it at once.
 	BeforeFn func(ctx context.Context, op, name string) error
+
+	// ListOrder is the order ListVersions lists versions in; default
+	// newest first. Key Vault promises no order: tests set the others to
+	// check that nothing depends on one.
+	ListOrder driver.ListOrder
+	// ListSeed seeds the generator of [driver.RandomOrder]: one seed
+	// gives one sequence of listings.
+	ListSeed uint64
 }
 
 // Error is an error for [Options.BeforeFn] to return: the driver reports
@@ -127,7 +138,10 @@ type memDriver struct {
 	now    func() time.Time
 	before func(ctx context.Context, op, name string) error
 
+	order driver.ListOrder
+
 	mu      sync.Mutex
+	rng     *rand.Rand // RandomOrder's generator, under mu
 	closed  bool
 	secrets map[string][]*version // name -> versions, oldest first
 }
@@ -146,6 +160,8 @@ func open(opts *Options) *memDriver {
 			d.now = opts.Now
 		}
 		d.before = opts.BeforeFn
+		d.order = opts.ListOrder
+		d.rng = rand.New(rand.NewPCG(opts.ListSeed, opts.ListSeed^0x6a09e667f3bcc908))
 	}
 	return d
 }
@@ -202,7 +218,8 @@ func (d *memDriver) GetSecret(ctx context.Context, name, ver string) (_ driver.S
 	return driver.Secret{Properties: v.properties(), Value: v.value}, nil
 }
 
-// ListVersions returns the properties of every version, newest first.
+// ListVersions returns the properties of every version, in the order
+// [Options.ListOrder] sets.
 func (d *memDriver) ListVersions(ctx context.Context, name string) (_ []driver.Properties, err error) {
 	defer wrap(&err, OpList, name)
 	if err := d.enter(ctx, OpList, name); err != nil {
@@ -220,6 +237,14 @@ func (d *memDriver) ListVersions(ctx context.Context, name string) (_ []driver.P
 	out := make([]driver.Properties, 0, len(vs))
 	for i := len(vs) - 1; i >= 0; i-- {
 		out = append(out, vs[i].properties())
+	}
+	switch d.order {
+	case driver.OldestFirst:
+		slices.Reverse(out)
+	case driver.VersionIDOrder:
+		slices.SortFunc(out, func(a, b driver.Properties) int { return strings.Compare(a.Version, b.Version) })
+	case driver.RandomOrder:
+		d.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
 	return out, nil
 }

@@ -19,7 +19,9 @@ import (
 
 func TestConformance(t *testing.T) {
 	drivertest.RunConformanceTests(t, drivertest.Harness{
-		NewStore: func(t *testing.T) *secretstore.Store { return Open(nil) },
+		NewOrderedStore: func(t *testing.T, order driver.ListOrder) *secretstore.Store {
+			return Open(&Options{ListOrder: order, ListSeed: 1})
+		},
 	})
 }
 
@@ -284,5 +286,43 @@ func TestBeforeFnMayBlock(t *testing.T) {
 	close(release)
 	if err := <-slow; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestListOrder: ListVersions lists in the order set, every version once.
+func TestListOrder(t *testing.T) {
+	for _, order := range driver.ListOrders {
+		t.Run(order.String(), func(t *testing.T) {
+			s := Open(&Options{ListOrder: order, ListSeed: 5})
+			defer s.Close()
+			var written []string
+			for range 6 {
+				p, err := s.SetSecret(t.Context(), "listed", secretstore.SetParams{Value: "v", Enabled: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				written = append(written, p.Version)
+			}
+			list, err := s.ListVersions(t.Context(), "listed")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range list {
+				got = append(got, p.Version)
+			}
+			want := slices.Clone(written)
+			switch order {
+			case driver.NewestFirst:
+				slices.Reverse(want)
+			case driver.VersionIDOrder:
+				slices.Sort(want)
+			case driver.RandomOrder:
+				got, want = slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("listed %v; want %v", got, want)
+			}
+		})
 	}
 }
