@@ -1,7 +1,9 @@
 // Package keyring keeps the keys that callers present, as hashes, for the
-// validators: each service's keysecret.Primary and keysecret.Secondary keys and the
-// administrator key, read from the secret store and created there on first
-// need.
+// validators: each service's Primary and Secondary keys, its active copy,
+// and the administrator key, read from the secret store. It writes no
+// service key: keys missing at the first need are created by package
+// rotation, through Options.Provision. The administrator key it creates
+// itself.
 //
 // # Caching
 //
