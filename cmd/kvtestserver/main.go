@@ -14,6 +14,13 @@
 //
 //	kvtestserver [-addr 127.0.0.1:8443] [-ca-file kv-ca.pem] [-env-file kv.env]
 //	             [-tenant-id T] [-client-id C] [-client-secret S] [-page-size N]
+//	             [-named-vault]
+//
+// With -named-vault the vault is https://vault.localhost:<port> and its
+// challenge resource https://localhost:<port>, which SDKs that parse the
+// resource as a WHATWG URL (the Azure SDK for JavaScript) accept; the
+// client must resolve vault.localhost to 127.0.0.1 itself (see
+// keyvaulttest.Options.NamedVault).
 package main
 
 import (
@@ -51,6 +58,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	clientID := fs.String("client-id", "", "the client ID (default: random)")
 	clientSecret := fs.String("client-secret", "", "the client secret (default: random)")
 	pageSize := fs.Int("page-size", keyvaulttest.DefaultPageSize, "versions per page of a listing without maxresults")
+	namedVault := fs.Bool("named-vault", false, "serve the vault as https://"+keyvaulttest.LocalhostVault+":<port> (challenge resource https://localhost:<port>)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +73,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		ClientID:     *clientID,
 		ClientSecret: *clientSecret,
 		PageSize:     *pageSize,
+		NamedVault:   *namedVault,
 		Logger:       log,
 	})
 	if err != nil {

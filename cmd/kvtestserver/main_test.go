@@ -108,3 +108,29 @@ func TestRunBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNamedVault: -named-vault serves the vault as vault.localhost.
+func TestRunNamedVault(t *testing.T) {
+	envFile := filepath.Join(t.TempDir(), "kv.env")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"-named-vault", "-env-file", envFile}, io.Discard) }()
+	var saved []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if saved, err = os.ReadFile(envFile); err == nil && strings.Count(string(saved), "\n") == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no env file: %q", saved)
+		}
+	}
+	if !strings.Contains(string(saved), "KEYVAULT_URL=https://vault.localhost:") || !strings.Contains(string(saved), "AZURE_AUTHORITY_HOST=https://127.0.0.1:") {
+		t.Errorf("env file %q; want the vault on vault.localhost, the authority on 127.0.0.1", saved)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}

@@ -34,7 +34,7 @@ var processCA struct {
 
 // CertFile returns the path of a PEM file holding the certificate of the
 // process's test CA, which issued the certificate of every [Server] in the
-// process (for 127.0.0.1, ::1 and localhost). The CA and the file are
+// process (for 127.0.0.1, ::1, localhost and vault.localhost). The CA and the file are
 // created on the first call; the file is in a new directory of its own in
 // the system's temporary directory, filepath.Dir(file), which the program
 // may remove when it no longer starts servers (a TestMain after m.Run).
@@ -102,7 +102,7 @@ func newCA() (string, tls.Certificate, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", LocalhostVault},
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
 	if err != nil {

@@ -40,6 +40,7 @@
 //	GET   /secrets/{name}/{version}      GetSecret; an empty version (or none) reads the newest
 //	GET   /secrets/{name}/versions       versions, oldest first (or Options.ListOrder), with maxresults and nextLink paging
 //	PATCH /secrets/{name}/{version}      UpdateSecretProperties: only the fields sent; an empty version updates the newest
+//	GET   /secrets                       ListSecretProperties: one item per secret, by lowercase name, with maxresults and nextLink paging
 //
 // with Key Vault's rules: names are case-insensitive and match
 // ^[0-9a-zA-Z-]{1,127}$ (a secret keeps the spelling of its first write);
@@ -49,12 +50,16 @@
 // Forbidden ("Operation get is not allowed on a disabled secret.", inner
 // code SecretDisabled); expired and not-yet-valid versions are read like
 // any other; an unknown secret or version answers 404 SecretNotFound;
-// listing the versions of an unknown secret answers an empty page. Ids are
+// listing the versions of an unknown secret answers an empty page. A
+// listing of secrets (SecretItems) gives each secret's id without a version
+// (<VaultURL>/secrets/<name>, in the spelling of its first write) and the
+// attributes, tags and content type of its newest version, disabled or
+// not, and never a value. Ids are
 // full URLs (<VaultURL>/secrets/<name>/<version>) and timestamps (created,
 // updated, nbf, exp) integer Unix seconds. A listing's default page has
 // [DefaultPageSize] versions (Options.PageSize; maxresults 1..25 overrides
 // it) and its nextLink is an absolute URL that carries the api-version, as
-// the client adds none to it.
+// the client adds none to it; a listing of secrets pages the same way.
 //
 // Errors are Key Vault's body {"error":{"code":...,"message":...}} with an
 // x-ms-error-code header: 400 BadParameter (a missing api-version, a bad
@@ -71,9 +76,23 @@
 // where Resource is https://0.0.1:<port>: the client checks that the
 // vault's host (127.0.0.1:<port>) ends with "." plus the resource's host,
 // and then asks its credential for a token for <Resource>/.default from
-// that tenant. The token endpoint, on the same port (AZURE_AUTHORITY_HOST),
-// serves what MSAL does for a confidential client with a client secret:
-// GET /<tenant>/v2.0/.well-known/openid-configuration, and POST
+// that tenant. That is the Go SDK's check. The Azure SDK for JavaScript
+// parses the resource as a WHATWG URL, which reads 0.0.1 as the address
+// 0.0.0.1, and no suffix of an IP address survives that: a vault addressed
+// by IP can pass its check only with disableChallengeResourceVerification.
+// Options.NamedVault serves the vault as https://vault.localhost:<port>
+// instead, with the resource https://localhost:<port>, which every SDK's
+// check accepts; the client must then resolve vault.localhost (RFC 6761)
+// to 127.0.0.1 itself, as neither Go's resolver nor glibc's does.
+// testdata/node/check.js (run by TestNodeSDK) drives the server with
+// @azure/keyvault-secrets and @azure/identity in both ways.
+//
+// The token endpoint, on the same port (AZURE_AUTHORITY_HOST), serves
+// what MSAL (for Go and for Node) does for a confidential client with a
+// client secret: GET /<tenant>/v2.0/.well-known/openid-configuration
+// (with issuer, authorization_endpoint, token_endpoint and jwks_uri, which
+// MSAL for Node requires; the keys at /<tenant>/discovery/v2.0/keys are an
+// empty set, as tokens are opaque), and POST
 // /<tenant>/oauth2/v2.0/token with grant_type=client_credentials, answered
 // with {"token_type":"Bearer","expires_in":...,"access_token":...} (an
 // opaque random token) for the one application it knows (TenantID,

@@ -17,7 +17,9 @@ import (
 //
 //   - GET /<tenant>/v2.0/.well-known/openid-configuration (tenant discovery),
 //     which must name authorization_endpoint, token_endpoint and an issuer
-//     on the authority's host;
+//     on the authority's host, and (for MSAL for Node, which otherwise
+//     rejects the document) jwks_uri, served as an empty key set at
+//     /<tenant>/discovery/v2.0/keys;
 //   - POST /<tenant>/oauth2/v2.0/token with grant_type=client_credentials,
 //     client_id, client_secret, scope="<resource>/.default openid
 //     offline_access profile" and, from azidentity, claims (the CP1 client
@@ -108,6 +110,8 @@ func (s *Server) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request
 		"issuer":                                base + "/v2.0",
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
 		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"jwks_uri":                              base + "/discovery/v2.0/keys",
+		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post"},
 		"response_types_supported":              []string{"token"},
 		"response_modes_supported":              []string{"query", "fragment", "form_post"},
@@ -117,6 +121,23 @@ func (s *Server) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request
 		"tenant_region_scope":                   "NA",
 		"cloud_instance_name":                   "keyvaulttest.local",
 	})
+}
+
+// serveKeys answers the discovery document's jwks_uri with an empty key
+// set: the server issues opaque tokens, signed with no key. MSAL for a
+// confidential client never reads it, but requires the document to name it.
+func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request, tenant string) {
+	s.count.discovery.Add(1)
+	if r.Method != http.MethodGet {
+		writeEntraError(w, http.StatusMethodNotAllowed, "invalid_request", 0, "Only GET is supported.")
+		return
+	}
+	if !strings.EqualFold(tenant, s.TenantID) {
+		writeEntraError(w, http.StatusBadRequest, "invalid_tenant", 90002,
+			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID.", tenant))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{}})
 }
 
 // serveInstanceDiscovery answers Entra's instance discovery for this host.

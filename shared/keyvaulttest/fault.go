@@ -12,11 +12,13 @@ type Op string
 
 // The operations. OpList is one request for one page of versions.
 const (
-	OpSet    Op = "set"    // PUT /secrets/{name} (SetSecret)
-	OpGet    Op = "get"    // GET /secrets/{name}/{version} (GetSecret)
-	OpList   Op = "list"   // GET /secrets/{name}/versions and its nextLinks
-	OpUpdate Op = "update" // PATCH /secrets/{name}/{version} (UpdateSecretProperties)
-	OpToken  Op = "token"  // POST /{tenant}/oauth2/v2.0/token
+	OpSet  Op = "set"  // PUT /secrets/{name} (SetSecret)
+	OpGet  Op = "get"  // GET /secrets/{name}/{version} (GetSecret)
+	OpList Op = "list" // GET /secrets/{name}/versions and its nextLinks
+	// OpListSecrets is one request for one page of the vault's secrets.
+	OpListSecrets Op = "list-secrets" // GET /secrets and its nextLinks (ListSecretProperties)
+	OpUpdate      Op = "update"       // PATCH /secrets/{name}/{version} (UpdateSecretProperties)
+	OpToken       Op = "token"        // POST /{tenant}/oauth2/v2.0/token
 )
 
 // Fault makes the server misbehave on requests of one [Op]. Vault
@@ -96,6 +98,8 @@ type Stats struct {
 	// a fault or were refused (400, 403, 404): the store calls a client
 	// made. Each page of a listing counts once.
 	Set, Get, List, Update int64
+	// ListSecrets counts pages of the vault's secrets (GET /secrets).
+	ListSecrets int64
 	// Challenges counts 401 answers with a Bearer challenge: requests
 	// without a token (every new client's first request) or with a token
 	// this server did not issue, that expired or is for another resource.
@@ -110,6 +114,7 @@ type Stats struct {
 
 type counters struct {
 	set, get, list, update      atomic.Int64
+	listSecrets                 atomic.Int64
 	challenges                  atomic.Int64
 	tokenRequests, tokensIssued atomic.Int64
 	discovery                   atomic.Int64
@@ -126,6 +131,8 @@ func (c *counters) op(op Op) *atomic.Int64 {
 		return &c.list
 	case OpUpdate:
 		return &c.update
+	case OpListSecrets:
+		return &c.listSecrets
 	}
 	return nil
 }
@@ -136,6 +143,7 @@ func (c *counters) stats() Stats {
 		Get:           c.get.Load(),
 		List:          c.list.Load(),
 		Update:        c.update.Load(),
+		ListSecrets:   c.listSecrets.Load(),
 		Challenges:    c.challenges.Load(),
 		TokenRequests: c.tokenRequests.Load(),
 		TokensIssued:  c.tokensIssued.Load(),

@@ -415,6 +415,7 @@ func TestDiscovery(t *testing.T) {
 		t.Fatalf("openid-configuration: %d %s", r.status, r.body)
 	}
 	m := r.json(t)
+	m0 := m
 	base := kv.AuthorityHost + "/" + kv.TenantID
 	if m["token_endpoint"] != base+"/oauth2/v2.0/token" || m["issuer"] != base+"/v2.0" || m["authorization_endpoint"] != base+"/oauth2/v2.0/authorize" {
 		t.Errorf("openid-configuration %v", m)
@@ -437,8 +438,19 @@ func TestDiscovery(t *testing.T) {
 	if r := do(t, kv, http.MethodGet, kv.AuthorityHost+"/common/discovery/instance?"+q.Encode(), "", nil); r.status != http.StatusBadRequest {
 		t.Errorf("instance discovery of another host: %d", r.status)
 	}
-	if st := kv.Stats(); st.Discovery != 4 {
-		t.Errorf("stats %s; want 4 discovery requests", describe(st))
+	// MSAL for Node requires jwks_uri; it names an (empty) key set here.
+	jwks, _ := m0["jwks_uri"].(string)
+	if jwks != base+"/discovery/v2.0/keys" {
+		t.Errorf("jwks_uri %q; want %s", jwks, base+"/discovery/v2.0/keys")
+	}
+	if r := do(t, kv, http.MethodGet, jwks, "", nil); r.status != http.StatusOK || string(r.body) != `{"keys":[]}` {
+		t.Errorf("jwks_uri: %d %s", r.status, r.body)
+	}
+	if r := do(t, kv, http.MethodGet, kv.AuthorityHost+"/other/discovery/v2.0/keys", "", nil); r.status != http.StatusBadRequest {
+		t.Errorf("keys of another tenant: %d", r.status)
+	}
+	if st := kv.Stats(); st.Discovery != 6 {
+		t.Errorf("stats %s; want 6 discovery requests", describe(st))
 	}
 }
 

@@ -24,6 +24,10 @@ const (
 	DefaultAddr          = "127.0.0.1:0"
 	DefaultPageSize      = 2
 	DefaultTokenLifetime = time.Hour
+	// LocalhostVault is the vault's host name with Options.NamedVault: a
+	// name under localhost (RFC 6761), which the server's certificate
+	// covers and which the client must resolve to 127.0.0.1 itself.
+	LocalhostVault = "vault.localhost"
 	// MaxPageSize is Key Vault's largest page (maxresults).
 	MaxPageSize = 25
 )
@@ -37,8 +41,8 @@ type Options struct {
 	// TenantID, ClientID and ClientSecret are the one application the
 	// token endpoint knows. Default: random GUIDs and a random secret.
 	TenantID, ClientID, ClientSecret string
-	// PageSize is the number of versions per page of a listing when the
-	// request has no maxresults (Key Vault's is 25). Default 2, so that
+	// PageSize is the number of items (versions, or secrets) per page of
+	// a listing when the request has no maxresults (Key Vault's is 25). Default 2, so that
 	// paging is exercised.
 	PageSize int
 	// ListOrder is the order a listing gives a secret's versions in; Key
@@ -55,20 +59,32 @@ type Options struct {
 	// Logger receives one event per request (never a value, token or
 	// secret). Default: discard.
 	Logger *slog.Logger
+	// NamedVault addresses the vault by a host name, VaultURL
+	// https://vault.localhost:<port> ([LocalhostVault]), and makes the
+	// challenge's resource https://localhost:<port>. By default the vault
+	// is https://127.0.0.1:<port> and the resource https://0.0.1:<port>,
+	// which the Go SDK's challenge check accepts but no WHATWG URL parser
+	// does (Node's reads 0.0.1 as the address 0.0.0.1, which 127.0.0.1 does
+	// not end with): SDKs that check the resource that way, such as
+	// @azure/keyvault-secrets, need NamedVault, and a client that resolves
+	// vault.localhost to 127.0.0.1 (Go's resolver and glibc's do not).
+	NamedVault bool
 }
 
 // Server is an in-memory Key Vault (secrets) and Microsoft Entra token
 // endpoint on one TLS port. Its exported fields must not be changed.
 // Its methods are safe for concurrent use.
 type Server struct {
-	// VaultURL is https://127.0.0.1:<port>, the vault's URL (KEYVAULT_URL).
+	// VaultURL is https://127.0.0.1:<port> (https://vault.localhost:<port>
+	// with Options.NamedVault), the vault's URL (KEYVAULT_URL).
 	VaultURL string
 	// AuthorityHost is https://127.0.0.1:<port>, the Entra authority host
 	// (AZURE_AUTHORITY_HOST): the same server.
 	AuthorityHost string
-	// Resource is the resource the vault's challenge names, https://0.0.1:<port>:
-	// the azsecrets client requires the vault's host to end with "." plus
-	// the resource's host, and accepts tokens for Resource + "/.default".
+	// Resource is the resource the vault's challenge names, https://0.0.1:<port>
+	// (https://localhost:<port> with Options.NamedVault): the azsecrets
+	// client requires the vault's host to end with "." plus the resource's
+	// host, and the server accepts tokens for Resource + "/.default".
 	Resource string
 	// TenantID, ClientID and ClientSecret are the credentials the token
 	// endpoint accepts (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET).
@@ -157,10 +173,14 @@ func Start(opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("keyvaulttest: %w", err)
 	}
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	vaultURL, resource := "https://127.0.0.1:"+port, "https://0.0.1:"+port
+	if o.NamedVault {
+		vaultURL, resource = "https://"+LocalhostVault+":"+port, "https://localhost:"+port
+	}
 	s := &Server{
-		VaultURL:      "https://127.0.0.1:" + port,
+		VaultURL:      vaultURL,
 		AuthorityHost: "https://127.0.0.1:" + port,
-		Resource:      "https://0.0.1:" + port,
+		Resource:      resource,
 		TenantID:      strings.ToLower(o.TenantID),
 		ClientID:      o.ClientID,
 		ClientSecret:  o.ClientSecret,
@@ -286,6 +306,8 @@ func (s *Server) route(w *statusRecorder, r *http.Request) {
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration":
 		s.serveOpenIDConfiguration(w, r, parts[0])
+	case len(parts) == 4 && parts[1] == "discovery" && parts[2] == "v2.0" && parts[3] == "keys":
+		s.serveKeys(w, r, parts[0])
 	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token":
 		w.op = OpToken
 		s.serveToken(w, r, parts[0])

@@ -135,6 +135,10 @@ func (s *Server) serveVault(w *statusRecorder, r *http.Request) {
 		writeKVError(w, http.StatusBadRequest, "BadParameter", fmt.Sprintf("The specified version (%s) is not recognized.", av))
 		return
 	}
+	if op == OpListSecrets {
+		s.listSecrets(w, q)
+		return
+	}
 	if !nameRE.MatchString(name) {
 		writeKVError(w, http.StatusBadRequest, "BadParameter",
 			fmt.Sprintf("The request URI contains an invalid name: %s. Names match ^[0-9a-zA-Z-]{1,127}$.", name))
@@ -158,6 +162,9 @@ func (s *Server) serveVault(w *statusRecorder, r *http.Request) {
 func classify(method, path string) (op Op, name, ver string, ok bool) {
 	rest, found := strings.CutPrefix(path, "/secrets/")
 	if !found {
+		if path == "/secrets" && method == http.MethodGet {
+			return OpListSecrets, "", "", true
+		}
 		return "", "", "", path == "/secrets"
 	}
 	parts := strings.Split(rest, "/")
@@ -267,24 +274,75 @@ func (s *Server) getSecret(w http.ResponseWriter, name, ver string) {
 	}
 }
 
-func (s *Server) listVersions(w http.ResponseWriter, q url.Values, name string) {
-	size := s.pageSize
+// pageParams reads a listing's maxresults and $skiptoken, or answers 400.
+func (s *Server) pageParams(w http.ResponseWriter, q url.Values) (size, offset int, ok bool) {
+	size = s.pageSize
 	if m := q.Get("maxresults"); m != "" {
 		n, err := strconv.Atoi(m)
 		if err != nil || n < 1 || n > MaxPageSize {
 			writeKVError(w, http.StatusBadRequest, "BadParameter",
 				fmt.Sprintf("Invalid maxresults %q: it must be between 1 and %d.", m, MaxPageSize))
-			return
+			return 0, 0, false
 		}
 		size = n
 	}
-	offset := 0
 	if tok := q.Get("$skiptoken"); tok != "" {
-		var ok bool
 		if offset, ok = parseSkipToken(tok); !ok {
 			writeKVError(w, http.StatusBadRequest, "BadParameter", "The $skiptoken is not valid.")
-			return
+			return 0, 0, false
 		}
+	}
+	return size, offset, true
+}
+
+// nextLink is the absolute URL of a listing's next page, from offset: it
+// carries the api-version (the client adds none to a nextLink) and
+// maxresults if the request had it.
+func (s *Server) nextLink(path string, q url.Values, offset int) *string {
+	link := s.VaultURL + path + "?api-version=" + url.QueryEscape(q.Get("api-version")) +
+		"&$skiptoken=" + skipToken(offset)
+	if m := q.Get("maxresults"); m != "" {
+		link += "&maxresults=" + m
+	}
+	return &link
+}
+
+// listSecrets serves GET /secrets (GetSecrets, azsecrets'
+// ListSecretProperties): a page of SecretItems, one per secret, by
+// lowercase name; each has the secret's id without a version and the
+// attributes, tags and content type of its newest version.
+func (s *Server) listSecrets(w http.ResponseWriter, q url.Values) {
+	size, offset, ok := s.pageParams(w, q)
+	if !ok {
+		return
+	}
+	out := listJSON{Value: []bundleJSON{}}
+	s.store.mu.RLock()
+	keys := make([]string, 0, len(s.store.secrets))
+	for k, sec := range s.store.secrets {
+		if len(sec.versions) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	end := min(offset+size, len(keys))
+	for _, k := range keys[min(offset, end):end] {
+		sec := s.store.secrets[k]
+		b := s.bundle(sec, sec.versions[len(sec.versions)-1], false)
+		b.ID = s.VaultURL + "/secrets/" + sec.name
+		out.Value = append(out.Value, b)
+	}
+	if end < len(keys) {
+		out.NextLink = s.nextLink("/secrets", q, end)
+	}
+	s.store.mu.RUnlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listVersions(w http.ResponseWriter, q url.Values, name string) {
+	size, offset, ok := s.pageParams(w, q)
+	if !ok {
+		return
 	}
 
 	out := listJSON{Value: []bundleJSON{}}
@@ -298,12 +356,7 @@ func (s *Server) listVersions(w http.ResponseWriter, q url.Values, name string) 
 			out.Value = append(out.Value, s.bundle(sec, v, false))
 		}
 		if end < len(sec.versions) {
-			link := s.VaultURL + "/secrets/" + name + "/versions?api-version=" + url.QueryEscape(q.Get("api-version")) +
-				"&$skiptoken=" + skipToken(end)
-			if m := q.Get("maxresults"); m != "" {
-				link += "&maxresults=" + m
-			}
-			out.NextLink = &link
+			out.NextLink = s.nextLink("/secrets/"+name+"/versions", q, end)
 		}
 	}
 	s.store.mu.RUnlock()
