@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/authn"
+	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
@@ -32,7 +33,11 @@ type App struct {
 	Settings config.Settings
 	Config   *config.Config
 	Store    *secretstore.Store
-	Keys     *keyring.Ring
+	// StoreGate is the back-off every cache over Store shares (the
+	// service keys' and the signing keys'): a throttled store is left
+	// alone by the whole instance for its Retry-After.
+	StoreGate *cache.Gate
+	Keys      *keyring.Ring
 	// Rotator rotates the services' keys (rotatekeys, keyvaultevents and
 	// the rotate action).
 	Rotator *rotation.Rotator
@@ -105,8 +110,9 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 			keyServices = append(keyServices, svc.Name)
 		}
 	}
-	ring, rot := newKeys(s, cfg, store, keyServices, log)
-	app := &App{Settings: s, Config: cfg, Store: store, Keys: ring, Rotator: rot, Log: log}
+	gate := newStoreGate(s)
+	ring, rot := newKeys(s, cfg, store, gate, keyServices, log)
+	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Keys: ring, Rotator: rot, Log: log}
 	if err := app.initTokens(); err != nil {
 		store.Close()
 		return nil, err

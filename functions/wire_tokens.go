@@ -19,7 +19,7 @@ import (
 // written at start (signingKeyStep), so that the JWKS served holds it.
 func (a *App) initTokens() error {
 	s, cfg := a.Settings, a.Config
-	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: s.KeyCache(), Logger: a.Log})
+	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: s.KeyCache(), Gate: a.StoreGate, Logger: a.Log})
 	tokens, err := jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, a.tokenOptions())
 	if err != nil {
 		return err

@@ -302,6 +302,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     KEY_CACHE_TTL: '30s'
     KEY_REFRESH_MIN_INTERVAL: '1s'
     KEY_CACHE_MAX_STALENESS: '5m'
+    KEY_READ_TIMEOUT: '2s'
     SCORE_TIMEOUT: '60s'
     SCORE_MAX_BODY_BYTES: '10485760'
     LOG_LEVEL: 'info'

@@ -1,7 +1,7 @@
 // Package apierror maps outcomes to HTTP responses in one table and writes
 // the JSON bodies of every function: {"error":{"code","message"}} for
 // errors. Every 503 carries Retry-After (the error's [Error.RetryAfter],
-// else [DefaultRetryAfter]).
+// else its cause's [RetryAfterHinter], else [DefaultRetryAfter]).
 //
 // A message is what the caller sees; the wrapped cause is only logged, so an
 // error from a store or an upstream never reaches a response. An error
@@ -10,7 +10,6 @@
 package apierror
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,9 +69,31 @@ type Error struct {
 	Message string
 	Err     error
 	// RetryAfter is the Retry-After of a 503 (rounded up to whole
-	// seconds, at least 1); 0 means [DefaultRetryAfter]. Other statuses
+	// seconds, at least 1); 0 means the hint of the first
+	// [RetryAfterHinter] in Err's chain (a throttled store's remaining
+	// back-off), else [DefaultRetryAfter]. Other statuses
 	// ignore it.
 	RetryAfter time.Duration
+}
+
+// RetryAfterHinter is a cause that knows how long callers should wait
+// before trying again (0: it does not know), such as package cache's
+// HeldError.
+type RetryAfterHinter interface {
+	error
+	RetryAfterHint() time.Duration
+}
+
+// retryAfter is the Retry-After of a 503 answering e.
+func (e *Error) retryAfter() time.Duration {
+	if e.RetryAfter > 0 {
+		return e.RetryAfter
+	}
+	var h RetryAfterHinter
+	if e.Err != nil && errors.As(e.Err, &h) && h.RetryAfterHint() > 0 {
+		return h.RetryAfterHint()
+	}
+	return DefaultRetryAfter
 }
 
 // New returns an Error without a cause.
@@ -156,7 +177,7 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 	}
 	status := Status(e.Code)
 	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", RetryAfterValue(cmp.Or(e.RetryAfter, DefaultRetryAfter)))
+		w.Header().Set("Retry-After", RetryAfterValue(e.retryAfter()))
 	}
 	if level, ok := e.LogLevel(); log != nil && ok {
 		log.Log(context.Background(), level, "request_failed", e.LogAttrs()...)

@@ -133,6 +133,9 @@ func TestRetryAfter(t *testing.T) {
 		{"under a second", &Error{Code: Unavailable, Message: "starting", RetryAfter: time.Millisecond}, "", "1"},
 		{"wrapped", fmt.Errorf("outer: %w", Wrap(Unavailable, "store down", errors.New("dial"))), "", "5"},
 		{"already set", New(Unavailable, "throttled"), "7", "7"},
+		{"the cause's hint", Wrap(Unavailable, "throttled", fmt.Errorf("keys: %w", hint(12500*time.Millisecond))), "", "13"},
+		{"a hint of 0", Wrap(Unavailable, "throttled", hint(0)), "", "5"},
+		{"the error's over the hint", &Error{Code: Unavailable, Message: "throttled", Err: hint(time.Minute), RetryAfter: 2 * time.Second}, "", "2"},
 		{"not a 503", &Error{Code: BadGateway, Message: "upstream", RetryAfter: time.Second}, "", ""},
 		{"a 500", errors.New("boom"), "", ""},
 	}
@@ -149,3 +152,9 @@ func TestRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// hint is a cause that knows its Retry-After (as cache.HeldError).
+type hint time.Duration
+
+func (h hint) Error() string                 { return "held" }
+func (h hint) RetryAfterHint() time.Duration { return time.Duration(h) }

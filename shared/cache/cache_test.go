@@ -18,13 +18,17 @@ var errDown = errors.New("source down")
 type source struct {
 	reads atomic.Int32
 	down  atomic.Bool
-	n     atomic.Int32 // the value each read returns
+	n     atomic.Int32          // the value each read returns
+	err   atomic.Pointer[error] // if set, the failure of each read
 }
 
 func (s *source) load(context.Context) (int32, error) {
 	s.reads.Add(1)
 	if s.down.Load() {
 		return 0, errDown
+	}
+	if e := s.err.Load(); e != nil {
+		return 0, *e
 	}
 	return s.n.Load(), nil
 }

@@ -164,6 +164,14 @@ func TestLoadSettings(t *testing.T) {
 	if s.ConfigPath != filepath.Join("/app", "modelauth.json") || s.KeyCacheTTL != 5*time.Second || s.ScoreMaxBodyBytes != 100 || s.LogLevel.String() != "DEBUG" {
 		t.Errorf("settings = %+v", s)
 	}
+	// KEY_READ_TIMEOUT=0 is no bound (cache.Bounds.ReadTimeout), not the
+	// default.
+	if s, err := LoadSettings(env(map[string]string{"KEY_READ_TIMEOUT": "0"})); err != nil || s.KeyReadTimeout != 0 || s.KeyCache().ReadTimeout != 0 {
+		t.Errorf("KEY_READ_TIMEOUT=0: %v, %v", s.KeyReadTimeout, err)
+	}
+	if s, err := LoadSettings(env(map[string]string{"KEY_READ_TIMEOUT": "500ms"})); err != nil || s.KeyCache().ReadTimeout != 500*time.Millisecond {
+		t.Errorf("KEY_READ_TIMEOUT=500ms: %v, %v", s.KeyReadTimeout, err)
+	}
 	s, err = LoadSettings(env(map[string]string{
 		"WEBSITE_HOSTNAME": "app.azurewebsites.net", "TOKEN_SIGNING_ALG": "ES256", "TOKEN_LEEWAY": "0s",
 		"ADMIN_KEY_ENABLED": "false", "OIDC_ISSUERS": " https://login.microsoftonline.com/t/v2.0 , https://sts.windows.net/t/ ,",
@@ -191,6 +199,8 @@ func TestLoadSettings(t *testing.T) {
 		{"KEY_CACHE_TTL", "2h", "KEY_CACHE_TTL"},
 		{"KEY_REFRESH_MIN_INTERVAL", "-1s", "KEY_REFRESH_MIN_INTERVAL"},
 		{"KEY_CACHE_MAX_STALENESS", "25h", "KEY_CACHE_MAX_STALENESS"},
+		{"KEY_READ_TIMEOUT", "2m", "KEY_READ_TIMEOUT"},
+		{"KEY_READ_TIMEOUT", "-1s", "KEY_READ_TIMEOUT"},
 		{"SCORE_TIMEOUT", "11m", "SCORE_TIMEOUT"},
 		{"SCORE_MAX_BODY_BYTES", "ten", "SCORE_MAX_BODY_BYTES"},
 		{"SCORE_MAX_BODY_BYTES", "0", "SCORE_MAX_BODY_BYTES"},

@@ -48,6 +48,12 @@ type Settings struct {
 	// validator keeps serving cached keys while the store is unavailable,
 	// before answering 503.
 	KeyCacheMaxStale time.Duration
+	// KeyReadTimeout is KEY_READ_TIMEOUT: how long a validation waits for
+	// a store read (an unknown key's, or an expired cache's) before it
+	// answers from the cached keys (within KEY_CACHE_MAX_STALENESS, else
+	// 503) while the read goes on in the background. 0: no bound, a
+	// validation waits for the store however long it takes.
+	KeyReadTimeout time.Duration
 	// ScoreTimeout is SCORE_TIMEOUT: the whole time a scoring request may
 	// take upstream.
 	ScoreTimeout time.Duration
@@ -172,6 +178,7 @@ func DefaultSettings() Settings {
 		KeyCacheTTL:           cache.DefaultTTL,
 		KeyRefreshMinInterval: cache.DefaultRefreshMinInterval,
 		KeyCacheMaxStale:      cache.DefaultMaxStale,
+		KeyReadTimeout:        cache.DefaultReadTimeout,
 		ScoreTimeout:          DefaultScoreTimeout,
 		ScoreMaxBodyBytes:     DefaultScoreMaxBodyBytes,
 		LogLevel:              slog.LevelInfo,
@@ -190,15 +197,15 @@ func DefaultSettings() Settings {
 }
 
 // KeyCache returns the key caches' bounds: KEY_CACHE_TTL,
-// KEY_REFRESH_MIN_INTERVAL and KEY_CACHE_MAX_STALENESS.
+// KEY_REFRESH_MIN_INTERVAL, KEY_CACHE_MAX_STALENESS and KEY_READ_TIMEOUT.
 func (s Settings) KeyCache() cache.Bounds {
-	return cache.Bounds{TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale}
+	return cache.Bounds{TTL: s.KeyCacheTTL, RefreshMinInterval: s.KeyRefreshMinInterval, MaxStale: s.KeyCacheMaxStale, ReadTimeout: s.KeyReadTimeout}
 }
 
 // SettingNames lists every app setting LoadSettings reads.
 var SettingNames = []string{
 	"FUNCTIONS_APP_ROOT_PATH", "MODELAUTH_CONFIG", "MODELAUTH_DATA_DIR", "KEYVAULT_URL", "AZURE_AUTHORITY_HOST",
-	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS",
+	"KEY_CACHE_TTL", "KEY_REFRESH_MIN_INTERVAL", "KEY_CACHE_MAX_STALENESS", "KEY_READ_TIMEOUT",
 	"SCORE_TIMEOUT", "SCORE_MAX_BODY_BYTES", "LOG_LEVEL", "ROTATION_SCHEDULE",
 	"WEBSITE_HOSTNAME", "MODELAUTH_ISSUER", "TOKEN_SIGNING_ALG", "TOKEN_LEEWAY", "TOKEN_MAX_BYTES", "TOKEN_CACHE_SIZE",
 	"SIGNING_KEY_ROTATION_PERIOD", "ADMIN_KEY_ENABLED", "OIDC_ISSUERS", "OIDC_AUDIENCES",
@@ -243,6 +250,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	dur("KEY_CACHE_TTL", &s.KeyCacheTTL, time.Second, time.Hour)
 	dur("KEY_REFRESH_MIN_INTERVAL", &s.KeyRefreshMinInterval, 0, time.Minute)
 	dur("KEY_CACHE_MAX_STALENESS", &s.KeyCacheMaxStale, 0, 24*time.Hour)
+	dur("KEY_READ_TIMEOUT", &s.KeyReadTimeout, 0, time.Minute)
 	dur("SCORE_TIMEOUT", &s.ScoreTimeout, time.Second, 10*time.Minute)
 	num := func(name, unit string, dst *int64, min, max int64) {
 		v := strings.TrimSpace(getenv(name))

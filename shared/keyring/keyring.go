@@ -15,6 +15,13 @@
 // being served for Options.MaxStale past their TTL; after that the answer is
 // [ErrUnavailable], never a wrong yes or no.
 //
+// A throttled store (Key Vault's 429) backs off every set of keys of the
+// ring, and of every other cache sharing Options.Gate, for its Retry-After
+// ([cache.Gate.Hold]); failures meanwhile carry the time left
+// ([cache.HeldError]). A validation waits for a read at most
+// Options.ReadTimeout; past it the read goes on in the background and the
+// answer comes from the cached keys as above.
+//
 // # Errors
 //
 // Validate returns [ErrNoMatch] for a key that matches nothing and
@@ -51,9 +58,14 @@ var (
 // Options tune a Ring. They are used as given: 0 means none, not a
 // default (see [DefaultOptions]).
 type Options struct {
-	// Bounds are the key caches' TTL, refresh interval and staleness
-	// bound, as [cache.Bounds] documents them.
+	// Bounds are the key caches' TTL, refresh interval, staleness bound
+	// and read timeout, as [cache.Bounds] documents them.
 	cache.Bounds
+	// Gate is the back-off shared by every cache over the store (one per
+	// store on an instance; see [cache.Gate]). nil: the ring makes one
+	// for its own sets of keys, over Bounds and
+	// [secretstore.IsThrottled].
+	Gate   *cache.Gate
 	Now    func() time.Time // nil: time.Now
 	Logger *slog.Logger     // nil: discard
 	// Provision, if set, creates a service's missing key secrets and
@@ -102,6 +114,9 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 	}
 	if r.opts.Logger == nil {
 		r.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.opts.Gate == nil {
+		r.opts.Gate = cache.NewGate(r.opts.Bounds, secretstore.IsThrottled)
 	}
 	for _, s := range services {
 		r.sets[s] = r.newKeySet(s, s, []slot{
@@ -239,9 +254,9 @@ func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
 	o := r.opts
 	ks.cache = cache.New(ks.load, cache.Options[*snapshot]{
 		Bounds: o.Bounds, Now: o.Now,
-		// A throttled store's Retry-After, capped at the TTL: a long one
-		// must not keep a recovered store unread past the staleness bound.
-		Backoff: func(err error) time.Duration { return secretstore.Backoff(err, o.RefreshMinInterval, o.TTL) },
+		// A throttled store backs off the whole instance (the Gate); other
+		// failures this set alone, for RefreshMinInterval.
+		Gate: o.Gate,
 		OnStale: func(age time.Duration, err error) {
 			o.Logger.Warn("key_store_unavailable", "keys", id, "cache_age", age.Round(time.Second).String(), "error", err.Error())
 		},
@@ -255,18 +270,27 @@ func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
 func (ks *keySet) match(ctx context.Context, key string) (string, error) {
 	snap, err := ks.cache.Get(ctx)
 	if err != nil {
-		return "", err
+		return "", unavailable(err)
 	}
 	if label, ok := snap.Value.set.Match(key); ok {
 		return label, nil
 	}
 	if snap, err = ks.cache.Miss(ctx, snap); err != nil {
-		return "", err
+		return "", unavailable(err)
 	}
 	if label, ok := snap.Value.set.Match(key); ok {
 		return label, nil
 	}
 	return "", ErrNoMatch
+}
+
+// unavailable is a failure of the cache as ErrUnavailable (a slow store's
+// cache.ErrReadTimeout does not wrap it by itself).
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDisabled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // reload reads the store now, whatever the cache holds, and returns the

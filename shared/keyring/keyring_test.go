@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,10 @@ type mem struct {
 	gets     atomic.Int64 // reads by the ring and the rotator
 	down     atomic.Bool
 	throttle atomic.Bool // answer every read as throttled for 10 s
+	// retryAfter, if set, replaces those 10 s.
+	retryAfter atomic.Int64
+	// block, if set, holds every read until it is closed.
+	block atomic.Pointer[chan struct{}]
 }
 
 var (
@@ -52,11 +57,15 @@ func (m *mem) before(ctx context.Context, op, name string) error {
 	if op == memstore.OpGet {
 		m.gets.Add(1)
 	}
+	if b := m.block.Load(); b != nil && op == memstore.OpGet {
+		<-*b
+	}
 	switch {
 	case m.down.Load():
 		return unavailable
 	case op == memstore.OpGet && m.throttle.Load():
-		return &memstore.Error{Code: secretstore.Throttled, RetryAfter: 10 * time.Second, Err: errThrottled}
+		ra := cmp.Or(time.Duration(m.retryAfter.Load()), 10*time.Second)
+		return &memstore.Error{Code: secretstore.Throttled, RetryAfter: ra, Err: errThrottled}
 	}
 	return nil
 }
@@ -298,19 +307,169 @@ func TestNoStalenessMeansUnavailableAfterTTL(t *testing.T) {
 	}
 }
 
-func TestRetryAfterIsCappedAtTheTTL(t *testing.T) {
+// TestRetryAfterIsCappedAtTheStalenessBound: a Retry-After longer than
+// the larger of the TTL and KEY_CACHE_MAX_STALENESS holds reads back only
+// that long; with a staleness bound of 0, the TTL.
+func TestRetryAfterIsCappedAtTheStalenessBound(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		maxStale time.Duration
+		cap      time.Duration
+	}{
+		{"the staleness bound", 20 * time.Second, 20 * time.Second},
+		{"no staleness: the TTL", 0, 5 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
+			r := newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: tt.maxStale}}, "iris")
+			keys, _ := r.Get(ctx, "iris")
+			m.retryAfter.Store(int64(time.Hour))
+			m.throttle.Store(true) // asks for an hour
+			c.Advance(5 * time.Second)
+			r.Validate(ctx, "iris", keys.PrimaryKey)
+			m.throttle.Store(false)
+			start := m.gets.Load()
+			c.Advance(tt.cap - time.Second)
+			r.Validate(ctx, "iris", keys.PrimaryKey)
+			if n := m.gets.Load() - start; n != 0 {
+				t.Fatalf("%d store reads before the cap", n)
+			}
+			c.Advance(time.Second) // the cap, not the hour asked
+			if _, err := r.Validate(ctx, "iris", keys.PrimaryKey); err != nil {
+				t.Fatal(err)
+			}
+			if m.gets.Load() == start {
+				t.Fatal("the store was not read again after the cap")
+			}
+		})
+	}
+}
+
+// TestThrottleBacksOffTheWholeInstance: a 429 on one service's read stops
+// reads for every service of the ring, and of a signing-key set sharing
+// the gate... (signingkey's TestThrottledKeyringStopsSigningKeyReads), for
+// its Retry-After; cached keys keep serving (a wrong key: no match), and
+// past the staleness bound the failure says how long the hold still lasts.
+func TestThrottleBacksOffTheWholeInstance(t *testing.T) {
 	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
-	r := newRingWith(m, c, &Options{Bounds: cache.Bounds{TTL: 5 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}}, "iris")
-	keys, _ := r.Get(ctx, "iris")
-	m.throttle.Store(true) // asks for 10 s
-	c.Advance(5 * time.Second)
-	r.Validate(ctx, "iris", keys.PrimaryKey)
-	m.throttle.Store(false)
+	b := cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}
+	services := []string{"iris", "rose", "lily"}
+	r := newRingWith(m, c, &Options{Bounds: b}, services...)
+	keys := map[string]Keys{}
+	for _, s := range services {
+		k, err := r.Get(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[s] = k
+	}
+	c.Advance(10 * time.Second)
+	r.Get(ctx, "iris") // iris is read 20 s after the others
+
+	m.retryAfter.Store(int64(10 * time.Minute)) // capped at the minute of staleness
+	m.throttle.Store(true)
+	c.Advance(25 * time.Second) // rose and lily past their TTL, iris not
+	if _, err := r.Validate(ctx, "iris", "wrong"); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("an unknown key while throttled: %v; want ErrNoMatch", err)
+	}
 	start := m.gets.Load()
-	c.Advance(5 * time.Second) // the cap, not the 10 s asked
-	r.Validate(ctx, "iris", keys.PrimaryKey)
+	if start == 0 {
+		t.Fatal("no read")
+	}
+	m.throttle.Store(false) // the store recovered: the instance still leaves it alone
+	for i := 0; i < 59; i++ {
+		for _, s := range services {
+			if _, err := r.Validate(ctx, s, keys[s].PrimaryKey); err != nil && s == "iris" {
+				t.Fatalf("%ds into the hold, %s: %v", i, s, err)
+			}
+			r.Validate(ctx, s, "wrong")
+		}
+		r.ValidateAdmin(ctx, "wrong")
+		c.Advance(time.Second)
+	}
+	if n := m.gets.Load() - start; n != 0 {
+		t.Fatalf("%d store reads within the hold; want 0", n)
+	}
+	// 59 s into the hold: rose and lily are 94 s old, past TTL + staleness
+	// (90 s): their failure carries the second left.
+	_, err := r.Validate(ctx, "rose", keys["rose"].PrimaryKey)
+	var held *cache.HeldError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &held) || held.RetryAfter != time.Second {
+		t.Fatalf("past the staleness bound: %v; want ErrUnavailable with a HeldError of 1s", err)
+	}
+	if _, ok := secretstore.IsThrottled(err); !ok {
+		t.Fatalf("the failure does not show the 429: %v", err)
+	}
+	c.Advance(time.Second)
+	for _, s := range services {
+		if _, err := r.Validate(ctx, s, keys[s].PrimaryKey); err != nil {
+			t.Fatalf("after the hold, %s: %v", s, err)
+		}
+	}
 	if m.gets.Load() == start {
-		t.Fatal("the store was not read again after the TTL, despite the cap")
+		t.Fatal("no read after the hold")
+	}
+}
+
+// TestSlowStoreDoesNotHoldAnUnknownKey: a validation waits for a read
+// caused by an unknown key (or an expired cache) at most ReadTimeout; the
+// read goes on in the background and updates the cache.
+func TestSlowStoreDoesNotHoldAnUnknownKey(t *testing.T) {
+	m, c := newMem(), fakeclock.New(time.Unix(1e9, 0))
+	b := cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute, ReadTimeout: 50 * time.Millisecond}
+	r := newRingWith(m, c, &Options{Bounds: b}, "iris")
+	keys, err := r.Get(ctx, "iris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another instance replaces the Primary.
+	next := "newprimarykeyvalue"
+	if _, err := m.store.SetSecret(peekCtx, "svc-iris-primary", secretstore.SetParams{Value: next, Enabled: true, Tags: keysecret.ServiceTags("iris")}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	m.block.Store(&release)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+
+	// The unknown key's read hangs: the answer comes from the cached keys.
+	if _, err := r.Validate(ctx, "iris", next); !errors.Is(err, ErrNoMatch) {
+		t.Fatalf("unknown key, slow store: %v; want ErrNoMatch", err)
+	}
+	if _, err := r.Validate(ctx, "iris", keys.SecondaryKey); err != nil {
+		t.Fatalf("a cached key while a read hangs: %v", err)
+	}
+	// Past the TTL, within the staleness bound: the cached keys.
+	c.Advance(31 * time.Second)
+	if _, err := r.Validate(ctx, "iris", keys.SecondaryKey); err != nil {
+		t.Fatalf("expired cache, slow store: %v", err)
+	}
+	// Past TTL + staleness: unavailable, as after a failed read.
+	c.Advance(time.Minute)
+	if _, err := r.Validate(ctx, "iris", keys.SecondaryKey); !errors.Is(err, ErrUnavailable) || !errors.Is(err, cache.ErrReadTimeout) {
+		t.Fatalf("past the staleness bound, slow store: %v; want ErrUnavailable (ErrReadTimeout)", err)
+	}
+	select {
+	case <-release:
+		t.Fatal("released early")
+	default:
+	}
+	// Released, the background read lands in the cache.
+	m.block.Store(nil)
+	close(release)
+	released = true
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := r.Validate(ctx, "iris", next); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the background read never landed: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -256,3 +256,15 @@ func Backoff(err error, least, most time.Duration) time.Duration {
 	}
 	return least
 }
+
+// IsThrottled reports whether err is a throttled store's (Key Vault's 429),
+// which concerns every read of the store, not only the one that failed,
+// and the Retry-After it named (0: none). It is what shared/cache.NewGate
+// takes.
+func IsThrottled(err error) (retryAfter time.Duration, ok bool) {
+	var se *Error
+	if errors.As(err, &se) && se.Code == Throttled {
+		return se.RetryAfter, true
+	}
+	return 0, false
+}

@@ -85,6 +85,11 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 type Options struct {
 	// Bounds are the cache's, as the service keys' ([cache.Bounds]).
 	cache.Bounds
+	// Gate is the back-off shared by every cache over the store (one per
+	// store on an instance, the service keys' too; see [cache.Gate]).
+	// nil: the set makes its own, over Bounds and
+	// [secretstore.IsThrottled].
+	Gate   *cache.Gate
 	Now    func() time.Time // nil: time.Now
 	Logger *slog.Logger     // nil: discard
 }
@@ -138,12 +143,15 @@ func New(store *secretstore.Store, policy Policy, o *Options) *Set {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Gate == nil {
+		opts.Gate = cache.NewGate(opts.Bounds, secretstore.IsThrottled)
+	}
 	s := &Set{store: store, policy: policy, opts: opts, parsed: map[string]*Key{}}
 	s.cache = cache.New(s.load, cache.Options[*snapshot]{
 		Bounds: opts.Bounds, Now: opts.Now,
-		Backoff: func(err error) time.Duration {
-			return secretstore.Backoff(err, opts.RefreshMinInterval, max(opts.TTL, opts.RefreshMinInterval))
-		},
+		// A throttled store backs off the whole instance (the Gate); other
+		// failures this set alone, for RefreshMinInterval.
+		Gate: opts.Gate,
 		OnStale: func(age time.Duration, err error) {
 			opts.Logger.Warn("key_store_unavailable", "keys", SecretName, "cache_age", age.Round(time.Second).String(), "error", err.Error())
 		},
