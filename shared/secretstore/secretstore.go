@@ -245,18 +245,6 @@ func checkTags(tags map[string]string) error {
 	return nil
 }
 
-// Backoff returns how long to leave the store alone after err: least, or
-// longer if a throttled store asked for it, but never more than most (a
-// long Retry-After must not keep a recovered store unread past the
-// callers' staleness bound).
-func Backoff(err error, least, most time.Duration) time.Duration {
-	var se *Error
-	if errors.As(err, &se) && se.RetryAfter > least {
-		return min(se.RetryAfter, max(most, least))
-	}
-	return least
-}
-
 // IsThrottled reports whether err is a throttled store's (Key Vault's 429),
 // which concerns every read of the store, not only the one that failed,
 // and the Retry-After it named (0: none). It is what shared/cache.NewGate

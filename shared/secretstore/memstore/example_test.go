@@ -51,7 +51,8 @@ func ExampleOptions_beforeFn() {
 	store.SetSecret(ctx, "key", secretstore.SetParams{Value: "v", Enabled: true})
 	throttled.Store(true)
 	_, err := store.GetSecret(ctx, "key", "")
-	fmt.Println(secretstore.Code(err), secretstore.Backoff(err, time.Second, time.Minute))
+	retryAfter, _ := secretstore.IsThrottled(err)
+	fmt.Println(secretstore.Code(err), retryAfter)
 	fmt.Println(reads.Load(), "read")
 	// Output:
 	// Throttled 10s
