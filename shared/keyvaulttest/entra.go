@@ -93,16 +93,25 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// serveOpenIDConfiguration answers MSAL's tenant discovery.
-func (s *Server) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request, tenant string) {
-	s.count.discovery.Add(1)
+// discoveryGET answers, as Entra does, a discovery request that is not a
+// GET, or for another tenant, and reports whether the request may go on.
+func (s *Server) discoveryGET(w http.ResponseWriter, r *http.Request, tenant string) bool {
 	if r.Method != http.MethodGet {
 		writeEntraError(w, http.StatusMethodNotAllowed, "invalid_request", 0, "Only GET is supported.")
-		return
+		return false
 	}
 	if !strings.EqualFold(tenant, s.TenantID) {
 		writeEntraError(w, http.StatusBadRequest, "invalid_tenant", 90002,
 			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID.", tenant))
+		return false
+	}
+	return true
+}
+
+// serveOpenIDConfiguration answers MSAL's tenant discovery.
+func (s *Server) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request, tenant string) {
+	s.count.discovery.Add(1)
+	if !s.discoveryGET(w, r, tenant) {
 		return
 	}
 	base := s.AuthorityHost + "/" + s.TenantID
@@ -128,13 +137,7 @@ func (s *Server) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request
 // confidential client never reads it, but requires the document to name it.
 func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request, tenant string) {
 	s.count.discovery.Add(1)
-	if r.Method != http.MethodGet {
-		writeEntraError(w, http.StatusMethodNotAllowed, "invalid_request", 0, "Only GET is supported.")
-		return
-	}
-	if !strings.EqualFold(tenant, s.TenantID) {
-		writeEntraError(w, http.StatusBadRequest, "invalid_tenant", 90002,
-			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID.", tenant))
+	if !s.discoveryGET(w, r, tenant) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{}})

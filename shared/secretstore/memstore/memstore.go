@@ -36,9 +36,9 @@
 //
 // # Errors
 //
-// Errors wrap [ErrNotFound], [ErrDisabled] and [ErrInvalidArgument], which
-// the driver maps to the matching codes; [ErrClosed] maps to Unavailable;
-// an [*Error] from BeforeFn to its Code; anything else to Unknown (and a
+// Errors wrap package driver's common sentinels ([driver.ErrNotFound],
+// [driver.ErrDisabled], [driver.ErrInvalidArgument], [driver.ErrClosed]),
+// which [driver.CommonCode] classifies; an [*Error] from BeforeFn to its Code; anything else to Unknown (and a
 // context's error to Unavailable, by the portable store). No error contains
 // a secret value.
 package memstore
@@ -57,14 +57,6 @@ import (
 
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/driver"
-)
-
-// Sentinel errors of the driver: package driver's common ones.
-var (
-	ErrNotFound        = driver.ErrNotFound        // the secret or the version does not exist
-	ErrDisabled        = driver.ErrDisabled        // the version is disabled and cannot be read
-	ErrInvalidArgument = driver.ErrInvalidArgument // a name the driver cannot store
-	ErrClosed          = driver.ErrClosed          // the store was closed
 )
 
 // The operations that [Options.BeforeFn] is told about. They are the Op
@@ -175,7 +167,7 @@ func (d *memDriver) SetSecret(ctx context.Context, name string, p driver.SetPara
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return driver.Properties{}, ErrClosed
+		return driver.Properties{}, driver.ErrClosed
 	}
 	now := driver.WholeSecond(d.now())
 	tags := maps.Clone(p.Tags)
@@ -213,7 +205,7 @@ func (d *memDriver) GetSecret(ctx context.Context, name, ver string) (_ driver.S
 		return driver.Secret{}, err
 	}
 	if !v.props.Enabled {
-		return driver.Secret{}, fmt.Errorf("version %q: %w", v.props.Version, ErrDisabled)
+		return driver.Secret{}, fmt.Errorf("version %q: %w", v.props.Version, driver.ErrDisabled)
 	}
 	return driver.Secret{Properties: v.properties(), Value: v.value}, nil
 }
@@ -228,11 +220,11 @@ func (d *memDriver) ListVersions(ctx context.Context, name string) (_ []driver.P
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, ErrClosed
+		return nil, driver.ErrClosed
 	}
 	vs := d.secrets[name]
 	if len(vs) == 0 {
-		return nil, ErrNotFound
+		return nil, driver.ErrNotFound
 	}
 	out := make([]driver.Properties, 0, len(vs))
 	for i := len(vs) - 1; i >= 0; i-- {
@@ -299,7 +291,7 @@ func (d *memDriver) RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// Close marks the store closed; later calls fail with [ErrClosed]. The
+// Close marks the store closed; later calls fail with [driver.ErrClosed]. The
 // versions are dropped.
 func (d *memDriver) Close() error {
 	d.mu.Lock()
@@ -322,7 +314,7 @@ func (d *memDriver) enter(ctx context.Context, op, name string) error {
 	if !nameRE.MatchString(name) {
 		// The portable store lower-cases and checks names; this guards the
 		// raw driver, as the other drivers guard theirs.
-		return fmt.Errorf("%w: malformed secret name", ErrInvalidArgument)
+		return fmt.Errorf("%w: malformed secret name", driver.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -330,11 +322,11 @@ func (d *memDriver) enter(ctx context.Context, op, name string) error {
 // findLocked returns a version of a secret, or its newest for "".
 func (d *memDriver) findLocked(name, ver string) (*version, error) {
 	if d.closed {
-		return nil, ErrClosed
+		return nil, driver.ErrClosed
 	}
 	vs := d.secrets[name]
 	if len(vs) == 0 {
-		return nil, ErrNotFound
+		return nil, driver.ErrNotFound
 	}
 	if ver == "" {
 		return vs[len(vs)-1], nil
@@ -347,7 +339,7 @@ func (d *memDriver) findLocked(name, ver string) (*version, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("version %q: %w", ver, ErrNotFound)
+	return nil, fmt.Errorf("version %q: %w", ver, driver.ErrNotFound)
 }
 
 // newVersionLocked returns a new version id, 32 lower-case hexadecimal

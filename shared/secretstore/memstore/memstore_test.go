@@ -63,12 +63,12 @@ func TestErrorCode(t *testing.T) {
 		err  error
 		want driver.ErrorCode
 	}{
-		{"not found", fmt.Errorf("memstore: get x: %w", ErrNotFound), driver.NotFound},
-		{"disabled", fmt.Errorf("memstore: get x: %w", ErrDisabled), driver.Disabled},
-		{"invalid", fmt.Errorf("memstore: get x: %w", ErrInvalidArgument), driver.InvalidArgument},
-		{"closed", ErrClosed, driver.Unavailable},
+		{"not found", fmt.Errorf("memstore: get x: %w", driver.ErrNotFound), driver.NotFound},
+		{"disabled", fmt.Errorf("memstore: get x: %w", driver.ErrDisabled), driver.Disabled},
+		{"invalid", fmt.Errorf("memstore: get x: %w", driver.ErrInvalidArgument), driver.InvalidArgument},
+		{"closed", driver.ErrClosed, driver.Unavailable},
 		{"injected", fmt.Errorf("memstore: get x: %w", &Error{Code: driver.Throttled}), driver.Throttled},
-		{"injected with a cause", &Error{Code: driver.PermissionDenied, Err: ErrNotFound}, driver.PermissionDenied},
+		{"injected with a cause", &Error{Code: driver.PermissionDenied, Err: driver.ErrNotFound}, driver.PermissionDenied},
 		{"canceled", fmt.Errorf("x: %w", context.Canceled), driver.Unknown},
 		{"other", errors.New("boom"), driver.Unknown},
 	}
@@ -88,8 +88,8 @@ func TestRawDriver(t *testing.T) {
 	d := open(nil)
 	for _, name := range []string{"", "../escape", "UPPER", "a/b", ".", strings.Repeat("a", 128)} {
 		_, err := d.SetSecret(ctx, name, driver.SetParams{Value: "v", Enabled: true})
-		if !errors.Is(err, ErrInvalidArgument) {
-			t.Errorf("SetSecret(%q) = %v; want ErrInvalidArgument", name, err)
+		if !errors.Is(err, driver.ErrInvalidArgument) {
+			t.Errorf("SetSecret(%q) = %v; want driver.ErrInvalidArgument", name, err)
 		}
 	}
 	p, err := d.SetSecret(ctx, "ok", driver.SetParams{Value: "v", Enabled: true})
@@ -120,8 +120,8 @@ func TestRawDriver(t *testing.T) {
 		"UpdateProperties": func() error { _, err := d.UpdateProperties(ctx, "ok", "", driver.Update{}); return err },
 	}
 	for name, call := range calls {
-		if err := call(); !errors.Is(err, ErrClosed) {
-			t.Errorf("%s after Close = %v; want ErrClosed", name, err)
+		if err := call(); !errors.Is(err, driver.ErrClosed) {
+			t.Errorf("%s after Close = %v; want driver.ErrClosed", name, err)
 		}
 	}
 }
