@@ -27,6 +27,7 @@ FUZZ_TARGETS := \
 	./shared/secretstore/filestore:FuzzDecodeRecord \
 	./shared/jwtauth:FuzzVerify \
 	./shared/jwtclaims:FuzzUnmarshal \
+	./shared/jwtclaims:FuzzMembersAgreeWithDecoder \
 	./infra:FuzzParseBicep
 
 .PHONY: build stage lambda package run admin-key test fuzz-short fuzz bench lint clean

@@ -33,9 +33,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -94,26 +96,14 @@ var _ jwt.Claims = (*Claims)(nil)
 // UnmarshalJSON decodes a claims set into c, replacing what c held.
 func (c *Claims) UnmarshalJSON(data []byte) error {
 	*c = Claims{}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil {
-		return err
-	} else if d, ok := t.(json.Delim); !ok || d != '{' {
-		return ErrNotObject
+	if !json.Valid(data) { // as encoding/json has checked when it calls this
+		return errSyntax
 	}
 	var seen [numNames]bool
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := t.(string) // an object's keys are strings
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return err
-		}
+	return members(data, func(name string, raw []byte) error {
 		i := lookup(name)
 		if i < 0 {
-			continue
+			return nil
 		}
 		if seen[i] {
 			return fmt.Errorf("%w: %s", ErrDuplicate, Names[i])
@@ -124,14 +114,123 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 			// null, which is the claim's absence, as encoding/json reads
 			// it. Either still marks the name as seen, so that the claim
 			// may not follow.
-			continue
+			return nil
 		}
 		if err := c.set(i, raw); err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrType, Names[i], err)
 		}
+		return nil
+	})
+}
+
+// members calls yield with each member of the valid JSON object data: its
+// name, decoded, and its raw value. It stops at yield's first error.
+func members(data []byte, yield func(name string, raw []byte) error) error {
+	sc := scanner{data: data}
+	if sc.space(); !sc.take('{') {
+		return ErrNotObject
 	}
-	_, err := dec.Token() // the closing brace
-	return err
+	for sc.space(); !sc.take('}'); sc.space() {
+		sc.take(',')
+		sc.space()
+		name, err := keyName(sc.str())
+		if err != nil {
+			return err
+		}
+		sc.space()
+		sc.take(':')
+		sc.space()
+		if err := yield(name, sc.value()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errSyntax: the claims set is not well-formed JSON.
+var errSyntax = errors.New("jwtclaims: malformed claims set")
+
+// keyName is a member name as encoding/json reads it: the raw string (with
+// its quotes) decoded, escapes resolved and invalid UTF-8 replaced by
+// U+FFFD; only a name holding an escape or a non-ASCII byte costs a decode.
+func keyName(raw []byte) (string, error) {
+	if bytes.IndexByte(raw, '\\') < 0 && !slices.ContainsFunc(raw, func(b byte) bool { return b >= utf8.RuneSelf }) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var name string
+	if err := json.Unmarshal(raw, &name); err != nil {
+		return "", errSyntax
+	}
+	return name, nil
+}
+
+// scanner walks the top level of a JSON object already known to be valid,
+// without decoding its values: encoding/json's Decoder allocates for every
+// token, and a claims set is read for every new token validate sees.
+type scanner struct {
+	data []byte
+	pos  int
+}
+
+func (sc *scanner) space() {
+	for sc.pos < len(sc.data) && (sc.data[sc.pos] == ' ' || sc.data[sc.pos] == '\t' || sc.data[sc.pos] == '\n' || sc.data[sc.pos] == '\r') {
+		sc.pos++
+	}
+}
+
+// take consumes b if it comes next.
+func (sc *scanner) take(b byte) bool {
+	if sc.pos < len(sc.data) && sc.data[sc.pos] == b {
+		sc.pos++
+		return true
+	}
+	return false
+}
+
+// str returns the string that comes next, quotes included.
+func (sc *scanner) str() []byte {
+	start := sc.pos
+	for sc.pos++; sc.pos < len(sc.data); sc.pos++ {
+		switch sc.data[sc.pos] {
+		case '\\':
+			sc.pos++
+		case '"':
+			sc.pos++
+			return sc.data[start:sc.pos]
+		}
+	}
+	return sc.data[start:]
+}
+
+// value returns the value that comes next, whatever its type.
+func (sc *scanner) value() []byte {
+	start := sc.pos
+	for depth := 0; sc.pos < len(sc.data); {
+		switch sc.data[sc.pos] {
+		case '"':
+			sc.str()
+		case '{', '[':
+			depth++
+			sc.pos++
+		case '}', ']':
+			if depth == 0 {
+				return sc.data[start:sc.pos]
+			}
+			depth--
+			sc.pos++
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return sc.data[start:sc.pos]
+			}
+			sc.pos++
+		default:
+			sc.pos++
+		}
+		if depth == 0 && sc.pos > start && (sc.data[sc.pos-1] == '"' || sc.data[sc.pos-1] == '}' || sc.data[sc.pos-1] == ']') {
+			return sc.data[start:sc.pos]
+		}
+	}
+	return sc.data[start:]
 }
 
 // lookup returns the index of the name in Names that name equals without
