@@ -103,9 +103,10 @@ func (g *Gate) Hold(err error) time.Duration {
 	return min(max(ra, b.RefreshMinInterval), max(b.TTL, b.MaxStale))
 }
 
-// failed closes g after err, a read that began at start failed, unless it
-// is already closed for longer.
-func (g *Gate) failed(start time.Time, err error) {
+// Failed closes g after err, a read of the source that began at start
+// failed, unless it is already closed for longer: what a [Value] does
+// after its own failed reads, for reads made outside a Value.
+func (g *Gate) Failed(start time.Time, err error) {
 	d := g.Hold(err)
 	if d <= 0 {
 		return
@@ -367,7 +368,7 @@ func (v *Value[T]) read(ctx context.Context, cancel context.CancelFunc, c *call[
 	if err != nil {
 		v.lastErr, v.lastFail = err, start
 		if g := v.opts.Gate; g != nil {
-			g.failed(start, err)
+			g.Failed(start, err)
 		}
 		c.err = v.held(v.opts.Now(), err)
 		return

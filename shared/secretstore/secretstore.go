@@ -77,6 +77,8 @@ const (
 	Throttled = driver.Throttled
 	// Unavailable: the store could not be reached or failed.
 	Unavailable = driver.Unavailable
+	// Unpublished: the write was made but the [WriteHook] failed.
+	Unpublished = driver.Unpublished
 )
 
 // Error is the error type of every [Store] method.
@@ -114,7 +116,74 @@ func Code(err error) ErrorCode {
 
 // Store is a secret store. It is safe for concurrent use.
 type Store struct {
-	d driver.Driver
+	d    driver.Driver
+	hook WriteHook
+}
+
+// A Write is a successful write, as a [WriteHook] is told of it.
+type Write struct {
+	// Props are the written version's properties, as the store returned
+	// them.
+	Props Properties
+	// Value is the value SetSecret wrote; "" for UpdateProperties, which
+	// writes no value (Set false).
+	Value string
+	Set   bool
+}
+
+// WriteHook is told of every successful write of the Store, before the
+// write returns. Its error is returned by the write, with code
+// Unpublished: the version is written, but the hook's work after it (the
+// change journal's record, package journal) is not done.
+type WriteHook func(ctx context.Context, w Write) error
+
+// Share returns another Store over the same driver, without a write hook:
+// another instance's client of the same store (for tests of several
+// instances over one in-memory store).
+func (s *Store) Share() *Store { return &Store{d: s.d} }
+
+// OnWrite sets the Store's write hook. It must be called before the Store
+// is used.
+func (s *Store) OnWrite(h WriteHook) { s.hook = h }
+
+// written runs the write hook after a successful write.
+func (s *Store) written(ctx context.Context, op, name string, w Write) error {
+	if s.hook == nil {
+		return nil
+	}
+	if err := s.hook(ctx, w); err != nil {
+		return &Error{Code: Unpublished, Op: op, Name: name, Err: err, msg: "written, not yet published", RetryAfter: RetryAfterOf(err)}
+	}
+	return nil
+}
+
+// RetryAfterOf returns the Retry-After of the first *Error in err's chain
+// that has one, or 0.
+func RetryAfterOf(err error) time.Duration {
+	for err != nil {
+		var se *Error
+		if !errors.As(err, &se) {
+			return 0
+		}
+		if se.RetryAfter > 0 {
+			return se.RetryAfter
+		}
+		err = se.Err
+	}
+	return 0
+}
+
+// RetryAfterHint is how long a caller told of e should wait before trying
+// again (package apierror looks for this method): the store's Retry-After,
+// or 1s for a write that is not yet published.
+func (e *Error) RetryAfterHint() time.Duration {
+	if e.RetryAfter > 0 {
+		return e.RetryAfter
+	}
+	if e.Code == Unpublished {
+		return time.Second
+	}
+	return 0
 }
 
 // New returns a Store over d. Drivers export Open functions that call it.
@@ -139,7 +208,10 @@ func (s *Store) SetSecret(ctx context.Context, name string, p SetParams) (Proper
 		return Properties{}, argError(op, name, err.Error())
 	}
 	props, err := s.d.SetSecret(ctx, lname, p)
-	return props, s.wrap(op, name, err)
+	if err != nil {
+		return props, s.wrap(op, name, err)
+	}
+	return props, s.written(ctx, op, name, Write{Props: props, Value: p.Value, Set: true})
 }
 
 // GetSecret reads a version of the secret; version "" reads the newest.
@@ -187,7 +259,10 @@ func (s *Store) UpdateProperties(ctx context.Context, name, version string, u Up
 		return Properties{}, argError(op, name, err.Error())
 	}
 	props, err := s.d.UpdateProperties(ctx, lname, version, u)
-	return props, s.wrap(op, name, err)
+	if err != nil {
+		return props, s.wrap(op, name, err)
+	}
+	return props, s.written(ctx, op, name, Write{Props: props})
 }
 
 // Close releases the driver.

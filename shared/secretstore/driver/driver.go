@@ -82,6 +82,10 @@ const (
 	Throttled
 	// Unavailable: the store could not be reached or failed.
 	Unavailable
+	// Unpublished: the write was made, but what must follow it (the
+	// store's write hook: the change journal's record) failed; callers
+	// that tell users of the write must say it is not yet in effect.
+	Unpublished
 )
 
 var codeNames = map[ErrorCode]string{
@@ -93,6 +97,7 @@ var codeNames = map[ErrorCode]string{
 	Conflict:         "Conflict",
 	Throttled:        "Throttled",
 	Unavailable:      "Unavailable",
+	Unpublished:      "Unpublished",
 }
 
 // String returns the code's name, such as "NotFound".
