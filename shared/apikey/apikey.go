@@ -10,6 +10,7 @@
 package apikey
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -129,4 +130,67 @@ func (s Set) Match(k string) (label string, ok bool) {
 		return "", false
 	}
 	return s.labels[found], true
+}
+
+// DigestSet is a small set of keyed digests of keys (HMAC-SHA256, each
+// under one of a few digest keys), each labelled: what validators hold when
+// they learn keys from records that anyone with metadata rights can read
+// (package journal). The zero DigestSet matches nothing. It is immutable
+// once built and safe for concurrent use.
+type DigestSet struct {
+	keys    [][]byte // distinct digest keys
+	entries []digestEntry
+}
+
+type digestEntry struct {
+	key    int // index in keys
+	digest Hash
+	label  string
+}
+
+// Add returns a DigestSet that also holds digest, HMAC-SHA256 of a key
+// under key, labelled label.
+func (s DigestSet) Add(label string, key []byte, digest Hash) DigestSet {
+	out := DigestSet{keys: s.keys[:len(s.keys):len(s.keys)], entries: s.entries[:len(s.entries):len(s.entries)]}
+	i := slices.IndexFunc(out.keys, func(k []byte) bool { return hmac.Equal(k, key) })
+	if i < 0 {
+		i = len(out.keys)
+		out.keys = append(out.keys, key)
+	}
+	out.entries = append(out.entries, digestEntry{key: i, digest: digest, label: label})
+	return out
+}
+
+// Len returns the number of digests in the set.
+func (s DigestSet) Len() int { return len(s.entries) }
+
+// Match reports the label of the first entry that k's digest matches. It
+// computes k's digest under each digest key and compares it with every
+// entry in constant time, so the time taken does not tell which entry
+// matched or how much of a key was right.
+func (s DigestSet) Match(k string) (label string, ok bool) {
+	if len(s.entries) == 0 {
+		return "", false
+	}
+	var buf [MaxLen]byte
+	msg := []byte(k)
+	if len(k) <= len(buf) {
+		msg = append(buf[:0], k...)
+	}
+	digests := make([]Hash, len(s.keys))
+	for i, key := range s.keys {
+		m := hmac.New(sha256.New, key)
+		m.Write(msg)
+		m.Sum(digests[i][:0])
+	}
+	found := -1
+	for i, e := range s.entries {
+		m := subtle.ConstantTimeCompare(digests[e.key][:], e.digest[:])
+		first := m & subtle.ConstantTimeEq(int32(found), -1)
+		found = subtle.ConstantTimeSelect(first, i, found)
+	}
+	if found < 0 {
+		return "", false
+	}
+	return s.entries[found].label, true
 }

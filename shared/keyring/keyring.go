@@ -1,43 +1,45 @@
-// Package keyring keeps the keys that callers present, as hashes, for the
+// Package keyring checks the keys that callers present for the
 // validators: each service's Primary and Secondary keys, its active copy,
-// and the administrator key, read from the secret store. It writes no
-// service key: keys missing at the first need are created by package
-// rotation, through Options.Provision. The administrator key it creates
-// itself.
+// and the administrator key. It knows them from the change journal
+// (package journal) as digests, never as values, and reads no secret to
+// validate: every instance learns of every change for one vault read per
+// slot, whatever the number of services (docs/design.md section 14). It
+// writes no service key: keys missing at the first need are created by
+// package rotation, through Options.Provision. The administrator key it
+// creates itself.
 //
-// # Caching
+// # Freshness
 //
-// A validator trusts the keys it read for Options.TTL; after that the next
-// request reads the store again. A key that matches nothing triggers one
-// early re-read, at most once per Options.RefreshMinInterval for each set of
-// keys, so a regenerated key works at once on every instance while guessing
-// cannot hammer the store. When the store cannot be read, cached keys keep
-// being served for Options.MaxStale past their TTL; after that the answer is
-// [ErrUnavailable], never a wrong yes or no.
-//
-// A throttled store (Key Vault's 429) backs off every set of keys of the
-// ring, and of every other cache sharing Options.Gate, for its Retry-After
-// ([cache.Gate.Hold]); failures meanwhile carry the time left
-// ([cache.HeldError]). A validation waits for a read at most
-// Options.ReadTimeout; past it the read goes on in the background and the
-// answer comes from the cached keys as above.
+// A change made through the app is known on the instance that made it at
+// once, and on every other instance that can read the vault within
+// [journal.Journal.Bound] (two KEY_CACHE_TTL slots). A key that matches
+// nothing makes the journal list its open slot, at most once per
+// Options.RefreshMinInterval for the whole instance, so a regenerated key
+// works everywhere at once while guessing cannot hammer the vault. While
+// the vault cannot be read, what is known keeps being served for
+// KEY_CACHE_MAX_STALENESS; after that the answer is [ErrUnavailable],
+// never a wrong yes or no.
 //
 // # Errors
 //
 // Validate returns [ErrNoMatch] for a key that matches nothing and
-// [ErrUnavailable] (wrapping the store's error) when the keys cannot be
-// known. Errors never contain a key.
+// [ErrUnavailable] (wrapping the cause) when the keys cannot be known.
+// Errors never contain a key.
 package keyring
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/cache"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -46,8 +48,7 @@ import (
 var (
 	// ErrNoMatch: the presented key is not one of the keys.
 	ErrNoMatch = errors.New("keyring: key does not match")
-	// ErrUnavailable: the keys could not be read and no cached copy is
-	// recent enough to serve.
+	// ErrUnavailable: the keys could not be known.
 	ErrUnavailable = errors.New("keyring: keys unavailable")
 	// ErrUnknownService: the service is not one the ring was built for.
 	ErrUnknownService = errors.New("keyring: unknown service")
@@ -59,21 +60,25 @@ var (
 // default (see [DefaultOptions]).
 type Options struct {
 	// Bounds are the key caches' TTL, refresh interval, staleness bound
-	// and read timeout, as [cache.Bounds] documents them.
+	// and read timeout, as [cache.Bounds] documents them: the journal's,
+	// when the ring makes its own.
 	cache.Bounds
-	// Gate is the back-off shared by every cache over the store (one per
-	// store on an instance; see [cache.Gate]). nil: the ring makes one
-	// for its own sets of keys, over Bounds and
-	// [secretstore.IsThrottled].
+	// Journal is the instance's change journal over the store, whose
+	// Hook the store carries. nil: the ring makes one over the store for
+	// its own secrets, and sets the store's write hook to it.
+	Journal *journal.Journal
+	// Gate is the back-off shared by every reader of the store on an
+	// instance ([cache.Gate]); get_keys honours it. nil: the ring makes
+	// one over Bounds and [secretstore.IsThrottled].
 	Gate   *cache.Gate
 	Now    func() time.Time // nil: time.Now
 	Logger *slog.Logger     // nil: discard
 	// Provision, if set, creates a service's missing key secrets and
 	// converges its active copy ([rotation.Rotator.Provision]): the ring
-	// writes no service key itself. It is called when a read finds a key
-	// secret missing or the copy behind its key, and the keys are read
-	// again after it. Without it, missing keys make the service's keys
-	// unavailable.
+	// writes no service key itself. It is called (at most once per
+	// RefreshMinInterval for a service) when the journal says a key
+	// secret is missing or the copy is behind its key. Without it,
+	// missing keys make the service's keys unavailable.
 	Provision func(ctx context.Context, service string) error
 }
 
@@ -90,24 +95,32 @@ type Keys struct {
 }
 
 // Ring holds the keys of a fixed set of services and the administrator key.
-// It is safe for concurrent use; Validate takes no lock when the cached keys
-// are fresh.
+// It is safe for concurrent use; Validate takes no lock when the journal's
+// view is fresh.
 type Ring struct {
-	store *secretstore.Store
-	opts  Options
-	sets  map[string]*keySet // by service name; adminSetID for the admin key
+	store   *secretstore.Store
+	journal *journal.Journal
+	opts    Options
+	sets    map[string]*keySet // by service name; adminSetID for the admin key
 }
 
 const adminSetID = "\x00admin"
+
+// Secrets returns the names of the secrets a ring for services reads: what
+// its journal must track.
+func Secrets(services []string) []string {
+	out := []string{keysecret.AdminKeySecret}
+	for _, s := range services {
+		out = append(out, keysecret.KeySecret(s, keysecret.Primary), keysecret.KeySecret(s, keysecret.Secondary), keysecret.ActiveSecret(s))
+	}
+	return out
+}
 
 // New returns a Ring for the key-mode services named.
 func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 	r := &Ring{store: store, sets: make(map[string]*keySet, len(services)+1), opts: DefaultOptions()}
 	if opts != nil {
 		r.opts = *opts
-	}
-	if r.opts.TTL <= 0 {
-		r.opts.TTL = time.Nanosecond // every request reads the store
 	}
 	if r.opts.Now == nil {
 		r.opts.Now = time.Now
@@ -118,18 +131,29 @@ func New(store *secretstore.Store, services []string, opts *Options) *Ring {
 	if r.opts.Gate == nil {
 		r.opts.Gate = cache.NewGate(r.opts.Bounds, secretstore.IsThrottled)
 	}
-	for _, s := range services {
-		r.sets[s] = r.newKeySet(s, s, []slot{
-			{label: string(keysecret.Primary), secret: keysecret.KeySecret(s, keysecret.Primary), tags: keysecret.ServiceTags(s)},
-			{label: string(keysecret.Secondary), secret: keysecret.KeySecret(s, keysecret.Secondary), tags: keysecret.ServiceTags(s)},
-			{secret: keysecret.ActiveSecret(s), active: true}, // labelled by its slot tag
-		})
+	r.journal = r.opts.Journal
+	if r.journal == nil {
+		names := Secrets(services)
+		jo := journal.DefaultOptions()
+		jo.Bounds, jo.Gate, jo.Now, jo.Logger = r.opts.Bounds, r.opts.Gate, r.opts.Now, r.opts.Logger
+		jo.Tracked = keysecret.Tracked
+		jo.Names = func() []string { return names }
+		r.journal = journal.New(store, &jo)
+		store.OnWrite(r.journal.Hook)
 	}
-	r.sets[adminSetID] = r.newKeySet("admin", "", []slot{
-		{label: "admin", secret: keysecret.AdminKeySecret, tags: keysecret.Managed(keysecret.KindAdminKey)},
-	})
+	for _, s := range services {
+		r.sets[s] = &keySet{ring: r, id: s, service: s, slots: []slot{
+			{label: string(keysecret.Primary), secret: keysecret.KeySecret(s, keysecret.Primary)},
+			{label: string(keysecret.Secondary), secret: keysecret.KeySecret(s, keysecret.Secondary)},
+			{secret: keysecret.ActiveSecret(s), active: true}, // labelled by its slot tag
+		}}
+	}
+	r.sets[adminSetID] = &keySet{ring: r, id: "admin", slots: []slot{{label: "admin", secret: keysecret.AdminKeySecret}}}
 	return r
 }
+
+// Journal returns the ring's change journal.
+func (r *Ring) Journal() *journal.Journal { return r.journal }
 
 // Validate checks a key presented for service and returns which key it is.
 func (r *Ring) Validate(ctx context.Context, service, key string) (keysecret.KeyType, error) {
@@ -165,53 +189,67 @@ func (r *Ring) ValidateAdmin(ctx context.Context, key string) error {
 	return err
 }
 
-// EnsureAdminKey creates the administrator key if the store has none.
+// EnsureAdminKey creates the administrator key if the vault has none.
 func (r *Ring) EnsureAdminKey(ctx context.Context) error {
-	_, err := r.sets[adminSetID].reload(ctx)
-	return err
+	v, err := r.journal.View(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if _, s := v.Newest(keysecret.AdminKeySecret); s != journal.Missing {
+		return nil
+	}
+	value, err := apikey.Generate()
+	if err != nil {
+		return err
+	}
+	if _, err := r.store.SetSecret(ctx, keysecret.AdminKeySecret, secretstore.SetParams{Value: value, Enabled: true, Tags: keysecret.Managed(keysecret.KindAdminKey)}); err != nil {
+		return fmt.Errorf("%w: creating %s: %w", ErrUnavailable, keysecret.AdminKeySecret, err)
+	}
+	// Instances creating it at once converge on the newest version (the
+	// journal resolves same-second versions with a read).
+	r.opts.Logger.Info("key_created", "secret", keysecret.AdminKeySecret)
+	return nil
 }
 
-// Get reads a service's keys from the store (not the cache), creating them
-// if they do not exist yet, and refreshes the cache with them.
+// Get reads a service's keys from the store (not the journal: get_keys
+// returns values), creating them if they do not exist yet.
 func (r *Ring) Get(ctx context.Context, service string) (Keys, error) {
 	ks, ok := r.sets[service]
 	if !ok || service == adminSetID {
 		return Keys{}, ErrUnknownService
 	}
-	vals, err := ks.reload(ctx)
+	if d, err := r.opts.Gate.Closed(r.opts.Now()); d > 0 {
+		return Keys{}, &cache.HeldError{Err: err, RetryAfter: d}
+	}
+	vals, err := ks.readValues(ctx)
+	if errors.Is(err, errMissing) && r.opts.Provision != nil {
+		if perr := r.opts.Provision(ctx, service); perr != nil {
+			return Keys{}, fmt.Errorf("%w: creating the keys of %s: %w", ErrUnavailable, service, perr)
+		}
+		vals, err = ks.readValues(ctx)
+	}
 	if err != nil {
 		return Keys{}, err
 	}
-	return keysOf(vals), nil
-}
-
-// keysOf is get_keys from a service's three reads: the active key is the
-// active copy, the other key its slot's newest version.
-func keysOf(vals []read) Keys {
-	kt := keysecret.KeyTypeOfSlot(vals[2].tags)
-	k := Keys{PrimaryKey: vals[0].value, SecondaryKey: vals[1].value, ActiveKeyType: kt}
+	kt := keysecret.KeyTypeOfSlot(vals[2].Tags)
+	k := Keys{PrimaryKey: vals[0].Value, SecondaryKey: vals[1].Value, ActiveKeyType: kt}
 	if kt == keysecret.Secondary {
-		k.SecondaryKey = vals[2].value
+		k.SecondaryKey = vals[2].Value
 	} else {
-		k.PrimaryKey = vals[2].value
+		k.PrimaryKey = vals[2].Value
 	}
-	return k
-}
-
-// Replaced puts value in the cache as service's kt key at once, in place of
-// the old one (which stops working on this instance), keeping the cached
-// read's age: a regenerated key ([rotation.Rotator.Regenerate]).
-func (r *Ring) Replaced(service string, kt keysecret.KeyType, value string) {
-	if ks, ok := r.sets[service]; ok && service != adminSetID {
-		ks.replace(string(kt), value)
-	}
+	return k, nil
 }
 
 // InUse reports whether value is already the administrator key or one of
-// any service's keys, as far as the cached keys tell.
+// any service's keys, as far as this instance knows.
 func (r *Ring) InUse(ctx context.Context, value string) bool {
+	v, err := r.journal.View(ctx)
+	if err != nil {
+		return false
+	}
 	for _, ks := range r.sets {
-		if _, err := ks.match(ctx, value); err == nil {
+		if _, ok := ks.derived(v).set.Match(value); ok {
 			return true
 		}
 	}
@@ -221,71 +259,143 @@ func (r *Ring) InUse(ctx context.Context, value string) bool {
 type slot struct {
 	label  string
 	secret string
-	tags   map[string]string
 	// active marks a service's active copy, labelled with the key type its
 	// slot tag names.
 	active bool
 }
 
-// read is one slot's newest version as load read it.
-type read struct {
-	value string
-	tags  map[string]string
-}
-
-// keySet is the cached hashes of one set of secrets.
+// keySet is one set of secrets: a service's keys, or the administrator
+// key.
 type keySet struct {
 	ring    *Ring
 	id      string
 	service string // "" for the administrator key
 	slots   []slot
 
-	cache *cache.Value[*snapshot]
+	cur atomic.Pointer[derived] // from the last view seen
+
+	provMu        sync.Mutex
+	lastProvision time.Time
 }
 
-// snapshot is one read of the set's secrets.
-type snapshot struct {
-	set  apikey.Set
-	vals []read
+// derived is what one view of the journal says of a set's keys.
+type derived struct {
+	view *journal.View
+	set  apikey.DigestSet
+	// missing: a key secret does not exist; lags: the active copy is
+	// behind its key (see keysecret.CopyLags).
+	missing, lags bool
 }
 
-func (r *Ring) newKeySet(id, service string, slots []slot) *keySet {
-	ks := &keySet{ring: r, id: id, service: service, slots: slots}
-	o := r.opts
-	ks.cache = cache.New(ks.load, cache.Options[*snapshot]{
-		Bounds: o.Bounds, Now: o.Now,
-		// A throttled store backs off the whole instance (the Gate); other
-		// failures this set alone, for RefreshMinInterval.
-		Gate: o.Gate,
-		OnStale: func(age time.Duration, err error) {
-			o.Logger.Warn("key_store_unavailable", "keys", id, "cache_age", age.Round(time.Second).String(), "error", err.Error())
-		},
-	})
-	return ks
+// derived returns what v says of the set, reusing the last result for the
+// same view.
+func (ks *keySet) derived(v *journal.View) *derived {
+	if d := ks.cur.Load(); d != nil && d.view == v {
+		return d
+	}
+	d := &derived{view: v}
+	var entries [3]journal.Entry
+	disabled := map[string]bool{}
+	for i, sl := range ks.slots {
+		e, status := v.Newest(sl.secret)
+		switch {
+		case status == journal.Missing:
+			d.missing = true
+			continue
+		case status == journal.Unreadable || !e.Enabled:
+			disabled[sl.label] = true
+			continue
+		}
+		label := sl.label
+		if sl.active {
+			kt := keysecret.KeyTypeOfSlot(e.Tags)
+			label = string(kt)
+			key := entries[0]
+			if kt == keysecret.Secondary {
+				key = entries[1]
+			}
+			// Digests under one journal key are equal exactly when the
+			// values are.
+			if key.KeyVersion == e.KeyVersion {
+				d.lags = keysecret.CopyLags(e.Tags, e.Digest, key.Tags, key.Digest)
+			}
+			if disabled[label] {
+				continue // an operator disabled that key: its copy goes with it
+			}
+		}
+		entries[i] = e
+		k, ok := v.Key(e.KeyVersion)
+		digest, err := base64.RawURLEncoding.DecodeString(e.Digest)
+		if !ok || err != nil || len(digest) != len(apikey.Hash{}) {
+			ks.ring.opts.Logger.Warn("key_digest_unusable", "secret", sl.secret, "version", e.Version)
+			continue
+		}
+		d.set = d.set.Add(label, k, apikey.Hash(digest))
+	}
+	ks.cur.Store(d)
+	return d
 }
 
-// match returns the label of the key that key is. An unknown key reads the
-// store again (at most once per RefreshMinInterval): the keys may have
-// changed on another instance.
+// match returns the label of the key that key is. An unknown key makes
+// the journal list its open slot (at most once per RefreshMinInterval for
+// the instance): the keys may have changed on another instance.
 func (ks *keySet) match(ctx context.Context, key string) (string, error) {
-	snap, err := ks.cache.Get(ctx)
+	v, err := ks.ring.journal.View(ctx)
 	if err != nil {
 		return "", unavailable(err)
 	}
-	if label, ok := snap.Value.set.Match(key); ok {
+	d := ks.derived(v)
+	if d.missing || d.lags {
+		if d, err = ks.provision(ctx, d); err != nil {
+			return "", err
+		}
+	}
+	if label, ok := d.set.Match(key); ok {
 		return label, nil
 	}
-	if snap, err = ks.cache.Miss(ctx, snap); err != nil {
-		return "", unavailable(err)
-	}
-	if label, ok := snap.Value.set.Match(key); ok {
-		return label, nil
+	if v2, err := ks.ring.journal.Miss(ctx, v); err == nil && v2 != v {
+		if label, ok := ks.derived(v2).set.Match(key); ok {
+			return label, nil
+		}
 	}
 	return "", ErrNoMatch
 }
 
-// unavailable is a failure of the cache as ErrUnavailable (a slow store's
-// cache.ErrReadTimeout does not wrap it by itself).
+// provision asks for missing keys (and a lagging copy) to be written, at
+// most once per RefreshMinInterval for the set, and returns what the
+// journal says after it.
+func (ks *keySet) provision(ctx context.Context, d *derived) (*derived, error) {
+	r := ks.ring
+	ks.provMu.Lock()
+	now := r.opts.Now()
+	due := ks.lastProvision.IsZero() || now.Sub(ks.lastProvision) >= r.opts.RefreshMinInterval
+	if due {
+		ks.lastProvision = now
+	}
+	ks.provMu.Unlock()
+	var err error
+	switch {
+	case !due:
+	case ks.service == "":
+		err = r.EnsureAdminKey(ctx)
+	case r.opts.Provision != nil:
+		err = r.opts.Provision(ctx, ks.service)
+	}
+	if err != nil {
+		r.opts.Logger.Warn("key_provision_failed", "keys", ks.id, "error", err.Error())
+	}
+	v := r.journal.Peek()
+	if v == nil {
+		return d, nil
+	}
+	d = ks.derived(v)
+	if d.missing {
+		return nil, fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
+	}
+	return d, nil
+}
+
+// unavailable is a failure to know the keys as ErrUnavailable.
 func unavailable(err error) error {
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDisabled) {
 		return err
@@ -293,133 +403,29 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// reload reads the store now, whatever the cache holds, and returns the
-// values read. A slot whose newest version is disabled gives ErrDisabled,
-// after the cache was refreshed without it.
-func (ks *keySet) reload(ctx context.Context) ([]read, error) {
-	snap, err := ks.cache.Reload(ctx)
-	if err != nil {
-		return nil, err
-	}
-	vals := snap.Value.vals
-	for i, v := range vals {
-		if v.value == "" {
-			return nil, fmt.Errorf("%w: %s", ErrDisabled, ks.slots[i].secret)
-		}
-	}
-	return vals, nil
-}
-
-// load reads every slot's newest version. A slot whose newest version is
-// disabled gets the value "" and accepts nothing. A service's missing key
-// secrets, or an active copy behind its key, are handed to
-// Options.Provision and read again; the administrator key is created here.
-// The cache serialises calls.
-func (ks *keySet) load(ctx context.Context) (*snapshot, error) {
-	snap, provision, err := ks.read(ctx)
-	if err != nil || !provision || ks.ring.opts.Provision == nil {
-		if err == nil && snap == nil {
-			err = fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
-		}
-		return snap, err
-	}
-	// What Provision could not do (a disabled key it left alone, say)
-	// matters only if the keys are still missing.
-	perr := ks.ring.opts.Provision(ctx, ks.service)
-	if snap, _, err = ks.read(ctx); err == nil && snap == nil {
-		err = fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
-		if perr != nil {
-			err = fmt.Errorf("%w: creating them: %w", err, perr)
-		}
-	}
-	return snap, err
-}
-
-// read is one read of the set's secrets: nil and provision for a missing
-// secret; a snapshot and provision for an active copy behind its key.
-func (ks *keySet) read(ctx context.Context) (snap *snapshot, provision bool, err error) {
-	vals := make([]read, len(ks.slots))
-	var set apikey.Set
-	disabled := map[string]bool{}
-	missing := false
-	for i, sl := range ks.slots {
-		sec, err := ks.get(ctx, sl)
-		switch {
-		case errors.Is(err, ErrDisabled):
-			disabled[sl.label] = true
-			continue
-		case errors.Is(err, errMissing):
-			missing = true
-			continue
-		case err != nil:
-			return nil, false, err
-		}
-		label := sl.label
-		if sl.active {
-			kt := keysecret.KeyTypeOfSlot(sec.Tags)
-			label = string(kt)
-			key := vals[0]
-			if kt == keysecret.Secondary {
-				key = vals[1]
-			}
-			provision = provision || keysecret.CopyLags(sec.Tags, sec.Value, key.tags, key.value)
-			if disabled[label] {
-				// An operator disabled that key: its copy goes with it.
-				vals[i] = read{"", sec.Tags}
-				continue
-			}
-		}
-		vals[i] = read{sec.Value, sec.Tags}
-		set = set.Add(label, sec.Value)
-	}
-	if missing {
-		return nil, true, nil
-	}
-	return &snapshot{set: set, vals: vals}, provision, nil
-}
-
 // errMissing: a service's key secret does not exist.
 var errMissing = errors.New("keyring: missing")
 
-// replace puts value in the cache as the key of the slot labelled label,
-// keeping the snapshot's age.
-func (ks *keySet) replace(label, value string) {
-	ks.cache.Update(func(cur *snapshot) *snapshot {
-		return &snapshot{set: cur.set.Replace(label, value), vals: cur.vals}
-	})
-}
-
-// get reads a slot's newest version: errMissing for a service's secret
-// that does not exist, ErrDisabled for a disabled one. The administrator
-// key is created when missing.
-func (ks *keySet) get(ctx context.Context, sl slot) (secretstore.Secret, error) {
-	store := ks.ring.store
-	sec, err := store.GetSecret(ctx, sl.secret, "")
-	switch secretstore.Code(err) {
-	case secretstore.Unknown:
-		if err == nil {
-			return sec, nil
+// readValues reads the set's secrets' newest versions from the store:
+// errMissing for a missing one, ErrDisabled for a disabled one.
+func (ks *keySet) readValues(ctx context.Context) ([]secretstore.Secret, error) {
+	out := make([]secretstore.Secret, len(ks.slots))
+	for i, sl := range ks.slots {
+		sec, err := ks.ring.store.GetSecret(ctx, sl.secret, "")
+		switch secretstore.Code(err) {
+		case secretstore.Unknown:
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			out[i] = sec
+		case secretstore.NotFound:
+			return nil, errMissing
+		case secretstore.Disabled:
+			return nil, fmt.Errorf("%w: %s", ErrDisabled, sl.secret)
+		default:
+			ks.ring.opts.Gate.Failed(ks.ring.opts.Now(), err)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-	case secretstore.NotFound:
-		if ks.service != "" {
-			return sec, errMissing
-		}
-		v, gerr := apikey.Generate()
-		if gerr != nil {
-			return sec, gerr
-		}
-		if _, err := store.SetSecret(ctx, sl.secret, secretstore.SetParams{Value: v, Enabled: true, Tags: sl.tags}); err != nil {
-			return sec, fmt.Errorf("%w: creating %s: %w", ErrUnavailable, sl.secret, err)
-		}
-		ks.ring.opts.Logger.Info("key_created", "secret", sl.secret)
-		// Another instance may have created it at the same moment: the
-		// newest version is the one every instance converges on.
-		sec, err = store.GetSecret(ctx, sl.secret, "")
-		if err == nil {
-			return sec, nil
-		}
-	case secretstore.Disabled:
-		return sec, fmt.Errorf("%w: %s", ErrDisabled, sl.secret)
 	}
-	return sec, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return out, nil
 }

@@ -85,6 +85,22 @@ func ServiceOf(name string) (string, bool) {
 	return "", false
 }
 
+// Tracked reports whether validators need to know of the writes of a
+// secret: a service's key secrets and active copy, the administrator key
+// and the signing keys. The change journal (package journal) records
+// those.
+func Tracked(name string) bool {
+	name = strings.ToLower(name)
+	if _, ok := ServiceOf(name); ok {
+		return true
+	}
+	return name == AdminKeySecret || name == SigningKeySecret
+}
+
+// AllVersions reports whether every version of a secret matters to
+// validators, not only the newest: the signing keys.
+func AllVersions(name string) bool { return strings.EqualFold(name, SigningKeySecret) }
+
 // Tag names.
 const (
 	TagManagedBy = "managed-by" // always ManagedBy

@@ -26,20 +26,19 @@ var (
 	ErrUnavailable = errors.New("rotation: the key store is unavailable")
 )
 
-// KeyCache is this instance's cache of the validators' keys, which a
-// regenerated key replaces at once: [keyring.Ring].
+// KeyCache is what this instance's validators know of the keys:
+// [keyring.Ring]. A regenerated key replaces the old one there at once,
+// through the store's write hook (the change journal, package journal).
 type KeyCache interface {
 	// InUse reports whether value is already a key, of any service or the
-	// administrator's, as far as the cache tells.
+	// administrator's, as far as the instance knows.
 	InUse(ctx context.Context, value string) bool
-	// Replaced puts value in the cache as service's kt key, in place of
-	// the old one.
-	Replaced(service string, kt keysecret.KeyType, value string)
 }
 
 // Regenerate replaces service's kt key with value, or with a new random key
 // when value is "" (regen_key). The old value stops working on this
-// instance at once and on others within the key-cache TTL, through the
+// instance at once and on others within the journal's bound (two
+// key-cache TTL slots), through the
 // active copy too when kt is the active key. The new version keeps the
 // key's place in rotation: current, with the same activation time.
 func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.KeyType, value string) error {
@@ -73,9 +72,10 @@ func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.K
 	}); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	// The old value stops working here at once, even if the copy's
-	// update below fails (the active copy of it too: same key type).
-	r.Keys.Replaced(service, kt, value)
+	// The old value stopped working here when the write returned (its
+	// record is written: the journal's hook), and stops on every
+	// instance within the journal's bound, even if the copy's update below
+	// fails (the active copy of it too: same key type).
 	if err := r.followRegen(ctx, service, kt, value, tags[keysecret.TagActivated]); err != nil {
 		return fmt.Errorf("%w: %w", ErrWritten, err)
 	}
