@@ -25,6 +25,9 @@ type wiring struct {
 var defaultPolicy = rotation.Policy{Period: 30 * 24 * time.Hour, RefreshInterval: 24 * time.Hour}
 
 func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator) {
+	// Each process has its own client of the store, whose writes its own
+	// change journal records (the ring's, set as the client's write hook).
+	store = store.Share()
 	policy := w.policy
 	if policy == (rotation.Policy{}) {
 		policy = defaultPolicy
