@@ -14,6 +14,7 @@ import (
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/oidc"
@@ -37,7 +38,10 @@ type App struct {
 	// service keys' and the signing keys'): a throttled store is left
 	// alone by the whole instance for its Retry-After.
 	StoreGate *cache.Gate
-	Keys      *keyring.Ring
+	// Journal is the change journal over Store (its write hook): how
+	// validators on every instance learn of the keys' changes.
+	Journal *journal.Journal
+	Keys    *keyring.Ring
 	// Rotator rotates the services' keys (rotatekeys, keyvaultevents and
 	// the rotate action).
 	Rotator *rotation.Rotator
@@ -111,8 +115,9 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 		}
 	}
 	gate := newStoreGate(s)
-	ring, rot := newKeys(s, cfg, store, gate, keyServices, log)
-	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Keys: ring, Rotator: rot, Log: log}
+	jrnl := newJournal(s, cfg, store, gate, keyServices, log)
+	ring, rot := newKeys(s, cfg, store, gate, jrnl, keyServices, log)
+	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Journal: jrnl, Keys: ring, Rotator: rot, Log: log}
 	if err := app.initTokens(); err != nil {
 		store.Close()
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/modelauth/modelauth/functions/keys"
 	"github.com/modelauth/modelauth/functions/keyvaultevents"
 	"github.com/modelauth/modelauth/functions/prefetchtokens"
+	"github.com/modelauth/modelauth/functions/snapshot"
 	"github.com/modelauth/modelauth/functions/score"
 	"github.com/modelauth/modelauth/functions/signingkeys"
 	"github.com/modelauth/modelauth/functions/token"
@@ -56,8 +57,10 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("/rotatekeys", rk.Handler())
 	pf := &prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}
 	mux.Handle("/prefetchtokens", pf.Handler())
-	kv := &keyvaultevents.Function{Config: a.Config, Rotator: a.Rotator, SigningKeys: rk.SigningKeys, Log: a.Log}
+	kv := &keyvaultevents.Function{Config: a.Config, Rotator: a.Rotator, SigningKeys: rk.SigningKeys, Journal: a.Journal, Log: a.Log}
 	mux.Handle("/keyvaultevents", kv.Handler())
+	sn := &snapshot.Function{Journal: a.Journal, Log: a.Log}
+	mux.Handle("/snapshot", sn.Handler())
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, nil, apierror.New(apierror.NotFound, "no function answers this path"))
 	}))

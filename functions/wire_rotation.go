@@ -4,14 +4,19 @@ package functions
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/modelauth/modelauth/functions/prefetchtokens"
 	"github.com/modelauth/modelauth/functions/rotatekeys"
+	"github.com/modelauth/modelauth/functions/snapshot"
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/signingkey"
 	"github.com/modelauth/modelauth/shared/timer"
 )
 
@@ -22,20 +27,42 @@ func newStoreGate(s config.Settings) *cache.Gate {
 	return cache.NewGate(s.KeyCache(), secretstore.IsThrottled)
 }
 
+// newJournal returns the instance's change journal over store, and makes
+// it the store's write hook: every write of a secret that validators need
+// (docs/design.md section 14) is recorded before it returns.
+func newJournal(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, keyServices []string, log *slog.Logger) *journal.Journal {
+	names := keyring.Secrets(keyServices)
+	if cfg.Has(config.AuthToken) {
+		names = append(names, keysecret.SigningKeySecret)
+	}
+	o := journal.DefaultOptions()
+	o.Bounds, o.Gate, o.Logger = s.KeyCache(), gate, log
+	o.Tracked, o.AllVersions = keysecret.Tracked, keysecret.AllVersions
+	o.Private = func(name string) bool { return strings.EqualFold(name, keysecret.SigningKeySecret) }
+	o.Public = signingkey.PublicOf
+	o.Names = func() []string { return names }
+	j := journal.New(store, &o)
+	store.OnWrite(j.Hook)
+	return j
+}
+
 // newKeys returns the validators' keys of the key-mode services and the
 // rotator that writes them: the ring asks the rotator to create missing
-// keys, the rotator tests a staged key with the ring, and waits one
-// KEY_CACHE_TTL between staging and activation.
-func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, services []string, log *slog.Logger) (*keyring.Ring, *rotation.Rotator) {
+// keys, the rotator tests a staged key with the ring, and waits the
+// journal's bound (two KEY_CACHE_TTL slots) between staging and
+// activation, so that every instance knows the staged key before clients
+// are told it.
+func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, j *journal.Journal, services []string, log *slog.Logger) (*keyring.Ring, *rotation.Rotator) {
 	rot := &rotation.Rotator{Store: store, Policy: cfg.Policy, Log: log}
 	ring := keyring.New(store, services, &keyring.Options{
 		Bounds:    s.KeyCache(),
+		Journal:   j,
 		Gate:      gate,
 		Logger:    log,
 		Provision: rot.Provision,
 	})
 	rot.Keys = ring
-	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: s.KeyCacheTTL}
+	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: j.Bound()}
 	return ring, rot
 }
 
@@ -47,12 +74,13 @@ func (a *App) rotateKeys() *rotatekeys.Function {
 	return f
 }
 
-// Timers returns the timer functions by name (rotatekeys, prefetchtokens),
-// for hosts that schedule them by other means (EventBridge Scheduler on
-// Lambda).
+// Timers returns the timer functions by name (rotatekeys, prefetchtokens,
+// snapshot), for hosts that schedule them by other means (EventBridge
+// Scheduler on Lambda).
 func (a *App) Timers() map[string]timer.Func {
 	return map[string]timer.Func{
 		"rotatekeys":     azureTimer(a.rotateKeys().Run),
 		"prefetchtokens": azureTimer((&prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}).Run),
+		"snapshot":       azureTimer((&snapshot.Function{Journal: a.Journal, Log: a.Log}).Run),
 	}
 }

@@ -64,7 +64,7 @@ func (a *App) signingKeyPolicy() signingkey.Policy {
 	return signingkey.Policy{
 		Alg: s.TokenSigningAlg,
 		// Plus the leeway: instances' clocks may differ by as much.
-		PublishAhead: signingkey.JWKSMaxAge + s.KeyCacheTTL + s.TokenLeeway,
+		PublishAhead: signingkey.JWKSMaxAge + a.Journal.Bound() + s.TokenLeeway,
 		Period:       s.SigningKeyPeriod,
 		Retention:    retention + s.TokenLeeway,
 	}

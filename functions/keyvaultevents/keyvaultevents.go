@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/modelauth/modelauth/shared/azfunc"
@@ -30,6 +31,12 @@ import (
 
 // Binding is the Event Grid trigger binding's name in function.json.
 const Binding = "event"
+
+// Journal records a version written from outside the app:
+// [journal.Journal].
+type Journal interface {
+	Record(ctx context.Context, name, version string) error
+}
 
 // Rotator rotates a service's keys when due: [rotation.Rotator].
 type Rotator interface {
@@ -47,7 +54,11 @@ type Function struct {
 	Rotator Rotator
 	// SigningKeys, if set, answers events for the signing-key secret.
 	SigningKeys SigningKeys
-	Log         *slog.Logger
+	// Journal records SecretNewVersionCreated of the secrets validators
+	// need (a version written in the portal or with the CLI), so that
+	// every instance learns of it as of the app's own writes.
+	Journal Journal
+	Log     *slog.Logger
 }
 
 // Handler returns the function's invocation handler.
@@ -63,7 +74,7 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 		azfunc.Logf(ctx, "keyvaultevents: ignored: %s", why)
 		return nil
 	}
-	if ev.EventType != azfunc.SecretNearExpiry && ev.EventType != azfunc.SecretExpired {
+	if ev.EventType != azfunc.SecretNearExpiry && ev.EventType != azfunc.SecretExpired && ev.EventType != azfunc.SecretNewVersionCreated {
 		return ignore("event_type")
 	}
 	var data azfunc.KeyVaultEventData
@@ -76,6 +87,9 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 	name := data.ObjectName
 	if name == "" {
 		name = ev.Subject
+	}
+	if ev.EventType == azfunc.SecretNewVersionCreated {
+		return f.record(ctx, ev, name, data.Version, ignore)
 	}
 	if strings.EqualFold(name, signingkey.SecretName) {
 		if f.SigningKeys == nil {
@@ -109,6 +123,30 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 	azfunc.Logf(ctx, "keyvaultevents: %s: %s", svc.Name, res.Outcome)
 	return nil
 }
+
+// record puts a new version of a tracked secret in the change journal,
+// unless the journal holds it already (the app's own writes). It fails
+// when the journal cannot, so that Event Grid delivers the event again.
+func (f *Function) record(ctx context.Context, ev azfunc.EventGridEvent, name, version string, ignore func(string, ...any) error) error {
+	switch {
+	case f.Journal == nil:
+		return ignore("no_journal", "secret", clip(name))
+	case !keysecret.Tracked(name):
+		return ignore("not_tracked", "secret", clip(name))
+	case !versionRE.MatchString(version):
+		return ignore("no_version", "secret", name)
+	}
+	if err := f.Journal.Record(ctx, name, version); err != nil {
+		azfunc.Logf(ctx, "keyvaultevents: %s: recording version %s failed: %v", name, version, err)
+		return fmt.Errorf("recording %s: %w", name, err)
+	}
+	f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "secret", name, "version", version)
+	azfunc.Logf(ctx, "keyvaultevents: %s: version %s recorded", name, version)
+	return nil
+}
+
+// versionRE is the form of a Key Vault version id.
+var versionRE = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 
 // clip shortens a name from an event for the log.
 func clip(s string) string {

@@ -95,12 +95,14 @@ type Options struct {
 	// MaxCatchUp is the most slots a poll lists; an instance that missed
 	// more starts again from the snapshot.
 	MaxCatchUp int
+	// ResyncBatch is how many secrets a [Journal.Resync] reads.
+	ResyncBatch int
 }
 
 // DefaultOptions returns the defaults: [cache.DefaultBounds], catch-up of
-// 20 slots.
+// 20 slots, resync of 30 secrets a run.
 func DefaultOptions() Options {
-	return Options{Bounds: cache.DefaultBounds(), MaxCatchUp: 20}
+	return Options{Bounds: cache.DefaultBounds(), MaxCatchUp: 20, ResyncBatch: 30}
 }
 
 // Journal is one instance's view of the vault's journal, and its writer.
@@ -115,6 +117,9 @@ type Journal struct {
 
 	snapMu   sync.Mutex
 	snapshot *View // the last snapshot written from this instance
+
+	resyncMu   sync.Mutex
+	resyncNext int // the index in Names of the next secret Resync reads
 }
 
 // New returns a Journal over store. Call store.OnWrite(j.Hook) so that
@@ -195,11 +200,11 @@ func (j *Journal) Peek() *View {
 // read per RefreshMinInterval, for the whole instance. It returns the view
 // after it.
 func (j *Journal) Miss(ctx context.Context, seen *View) (*View, error) {
-	if cur := j.Peek(); cur != seen && cur != nil {
-		return cur, nil
-	}
 	if seen == nil {
 		return j.View(ctx)
+	}
+	if cur := j.Peek(); cur != nil && cur.reads > seen.reads {
+		return cur, nil // read since seen
 	}
 	now := j.opts.Now()
 	j.missMu.Lock()
@@ -279,6 +284,7 @@ func (j *Journal) load(ctx context.Context) (*View, error) {
 	if err := j.settle(ctx, st); err != nil {
 		return nil, err
 	}
+	st.reads++
 	return st, nil
 }
 
@@ -298,6 +304,7 @@ func (j *Journal) listOpen(ctx context.Context, seen *View, first, last int64, n
 	if err := j.settle(ctx, st); err != nil {
 		return err
 	}
+	st.reads++
 	j.merge(seen.listed, st)
 	return nil
 }
@@ -311,6 +318,7 @@ func (j *Journal) merge(from int64, st *View) {
 		if out.listed >= from && st.listed > out.listed {
 			out.listed = st.listed
 		}
+		out.reads = max(out.reads, st.reads)
 		for name, ss := range st.secrets {
 			for _, e := range ss.versions {
 				out.apply(e, j.opts.AllVersions(name))
@@ -518,17 +526,30 @@ func (j *Journal) scanSecret(ctx context.Context, st *View, name string) error {
 	return nil
 }
 
-// Resync reads every secret of Options.Names and records what the journal
-// does not say of them (versions disabled, or written from outside the
-// app with no event): the timer's backstop, every resync period.
+// Resync reads the next Options.ResyncBatch secrets of Options.Names
+// (round the list, from where the last call stopped) and records what the
+// journal does not say of them: versions disabled, or written from outside
+// the app with no event. The timer's backstop: every secret is read once
+// per len(Names)/ResyncBatch runs (the resync period).
 func (j *Journal) Resync(ctx context.Context) error {
 	cur, err := j.View(ctx)
-	if err != nil {
+	if err != nil || j.opts.Names == nil {
 		return err
 	}
+	names := j.opts.Names()
+	if len(names) == 0 {
+		return nil
+	}
+	j.resyncMu.Lock()
+	defer j.resyncMu.Unlock()
 	fresh := &View{secrets: map[string]*secretState{}, keys: cur.keys, key: cur.key, slot: cur.slot}
-	if _, err := j.scan(ctx, fresh, j.opts.Now()); err != nil {
-		return err
+	batch := min(max(j.opts.ResyncBatch, 1), len(names))
+	for range batch {
+		name := strings.ToLower(names[j.resyncNext%len(names)])
+		j.resyncNext++
+		if err := j.scanSecret(ctx, fresh, name); err != nil {
+			return err
+		}
 	}
 	n := 0
 	for name, ss := range fresh.secrets {
@@ -536,12 +557,51 @@ func (j *Journal) Resync(ctx context.Context) error {
 			if known, ok := cur.secrets[name].version(e.Version); ok && known.same(e) {
 				continue
 			}
+			if !j.opts.AllVersions(name) && e.Version != ss.newest {
+				continue
+			}
 			if err := j.publish(ctx, e); err != nil {
 				return err
 			}
 			n++
 		}
+		if !j.opts.AllVersions(name) && ss.newest == "" {
+			// The newest is disabled and unreadable: record it from its
+			// listing, so that no older version counts anywhere.
+			if err := j.recordUnreadable(ctx, cur, name); err != nil {
+				return err
+			}
+		}
 	}
-	j.opts.Logger.Info("journal_resynced", "records", n)
+	j.opts.Logger.Info("journal_resynced", "secrets", batch, "records", n)
+	return nil
+}
+
+// recordUnreadable records the disabled newest version of name, found by
+// listing its versions: every disabled version of the latest second
+// (Created alone cannot order same-second ones), so that no older version
+// counts anywhere until a newer one is written.
+func (j *Journal) recordUnreadable(ctx context.Context, cur *View, name string) error {
+	props, err := j.store.ListVersions(ctx, name)
+	if err != nil {
+		return err
+	}
+	var latest time.Time
+	for _, p := range props {
+		latest = maxTime(latest, p.Created.UTC().Truncate(time.Second))
+	}
+	for _, p := range props {
+		if p.Enabled || !p.Created.UTC().Truncate(time.Second).Equal(latest) {
+			continue
+		}
+		e := j.entryOf(p, "", cur.key)
+		e.Digest, e.KeyVersion, e.Public = "", "", ""
+		if known, ok := cur.secrets[name].version(e.Version); ok && known.same(e) {
+			continue
+		}
+		if err := j.publish(ctx, e); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -16,6 +16,9 @@ type View struct {
 	// listed is the last slot listed after it closed: every record of a
 	// slot up to it has been applied.
 	listed int64
+	// reads counts the reads of the vault that made the view (polls and
+	// misses); a change applied locally keeps it.
+	reads int64
 }
 
 // secretState is what is known of one secret's versions.

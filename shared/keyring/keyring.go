@@ -353,7 +353,7 @@ func (ks *keySet) match(ctx context.Context, key string) (string, error) {
 	if label, ok := d.set.Match(key); ok {
 		return label, nil
 	}
-	if v2, err := ks.ring.journal.Miss(ctx, v); err == nil && v2 != v {
+	if v2, err := ks.ring.journal.Miss(ctx, d.view); err == nil && v2 != d.view {
 		if label, ok := ks.derived(v2).set.Match(key); ok {
 			return label, nil
 		}
