@@ -115,8 +115,8 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 		}
 	}
 	gate := newStoreGate(s)
-	jrnl := newJournal(s, cfg, store, gate, keyServices, log)
-	ring, rot := newKeys(s, cfg, store, gate, jrnl, keyServices, log)
+	jrnl := newJournal(s, cfg, store, gate, keyServices, log, nil, nil)
+	ring, rot := newKeys(s, cfg, store, gate, jrnl, keyServices, log, nil)
 	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Journal: jrnl, Keys: ring, Rotator: rot, Log: log}
 	if err := app.initTokens(); err != nil {
 		store.Close()

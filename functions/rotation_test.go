@@ -53,7 +53,7 @@ func newRotEnv(t *testing.T, services string) *rotEnv {
 	a.Rotator.Target = &rotation.ValidatorTarget{Validator: a.Keys, Now: e.clock.Now}
 	a.Rotator.Now = e.clock.Now
 	// The signing keys and tokens follow the test's clock too.
-	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: a.Settings.KeyCache(), Now: e.clock.Now})
+	a.SigningKeys = signingkey.New(a.Store, signingKeyPolicy(a.Settings, a.Config, a.Journal), &signingkey.Options{Bounds: a.Settings.KeyCache(), Journal: a.Journal, Now: e.clock.Now})
 	tokOpts := a.tokenOptions()
 	tokOpts.Now = e.clock.Now
 	if a.Tokens, err = jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, tokOpts); err != nil {

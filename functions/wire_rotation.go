@@ -5,6 +5,7 @@ package functions
 import (
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/modelauth/modelauth/functions/prefetchtokens"
 	"github.com/modelauth/modelauth/functions/rotatekeys"
@@ -30,13 +31,15 @@ func newStoreGate(s config.Settings) *cache.Gate {
 // newJournal returns the instance's change journal over store, and makes
 // it the store's write hook: every write of a secret that validators need
 // (docs/design.md section 14) is recorded before it returns.
-func newJournal(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, keyServices []string, log *slog.Logger) *journal.Journal {
+// now is the clock (nil: time.Now), as for newKeys; phase draws the
+// instance's poll phase (nil: at random).
+func newJournal(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, keyServices []string, log *slog.Logger, now func() time.Time, phase func(time.Duration) time.Duration) *journal.Journal {
 	names := keyring.Secrets(keyServices)
 	if cfg.Has(config.AuthToken) {
 		names = append(names, keysecret.SigningKeySecret)
 	}
 	o := journal.DefaultOptions()
-	o.Bounds, o.Gate, o.Logger = s.KeyCache(), gate, log
+	o.Bounds, o.Gate, o.Logger, o.Now, o.Phase = s.KeyCache(), gate, log, now, phase
 	o.Tracked, o.AllVersions = keysecret.Tracked, keysecret.AllVersions
 	o.Private = func(name string) bool { return strings.EqualFold(name, keysecret.SigningKeySecret) }
 	o.Public = signingkey.PublicOf
@@ -52,17 +55,18 @@ func newJournal(s config.Settings, cfg *config.Config, store *secretstore.Store,
 // journal's bound (two KEY_CACHE_TTL slots) between staging and
 // activation, so that every instance knows the staged key before clients
 // are told it.
-func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, j *journal.Journal, services []string, log *slog.Logger) (*keyring.Ring, *rotation.Rotator) {
-	rot := &rotation.Rotator{Store: store, Policy: cfg.Policy, Log: log}
+func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, gate *cache.Gate, j *journal.Journal, services []string, log *slog.Logger, now func() time.Time) (*keyring.Ring, *rotation.Rotator) {
+	rot := &rotation.Rotator{Store: store, Policy: cfg.Policy, Log: log, Now: now}
 	ring := keyring.New(store, services, &keyring.Options{
 		Bounds:    s.KeyCache(),
 		Journal:   j,
 		Gate:      gate,
+		Now:       now,
 		Logger:    log,
 		Provision: rot.Provision,
 	})
 	rot.Keys = ring
-	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: j.Bound()}
+	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: j.Bound(), Now: now}
 	return ring, rot
 }
 

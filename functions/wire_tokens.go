@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/authn"
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/oidc"
 	"github.com/modelauth/modelauth/shared/signingkey"
@@ -19,7 +20,7 @@ import (
 // written at start (signingKeyStep), so that the JWKS served holds it.
 func (a *App) initTokens() error {
 	s, cfg := a.Settings, a.Config
-	a.SigningKeys = signingkey.New(a.Store, a.signingKeyPolicy(), &signingkey.Options{Bounds: s.KeyCache(), Gate: a.StoreGate, Logger: a.Log})
+	a.SigningKeys = signingkey.New(a.Store, signingKeyPolicy(s, cfg, a.Journal), &signingkey.Options{Bounds: s.KeyCache(), Gate: a.StoreGate, Journal: a.Journal, Logger: a.Log})
 	tokens, err := jwtauth.New(a.SigningKeys, a.Settings.Issuer, a.Settings.TokenSigningAlg, a.tokenOptions())
 	if err != nil {
 		return err
@@ -52,19 +53,18 @@ func (a *App) signingKeyStep() initStep {
 }
 
 // signingKeyPolicy is the signing keys' schedule from the settings: the
-// next key is published a JWKS max-age plus a key-cache TTL before it
-// signs, and a replaced key stays published for the longest token lifetime
-// plus the leeway.
-func (a *App) signingKeyPolicy() signingkey.Policy {
-	s := a.Settings
-	retention := a.Config.MaxTokenLifetime()
+// next key is published a JWKS max-age plus the journal's bound (every
+// instance knows it by then) before it signs, and a replaced key stays
+// published for the longest token lifetime plus the leeway.
+func signingKeyPolicy(s config.Settings, cfg *config.Config, j *journal.Journal) signingkey.Policy {
+	retention := cfg.MaxTokenLifetime()
 	if retention == 0 {
 		retention = config.DefaultTokenLifetime
 	}
 	return signingkey.Policy{
 		Alg: s.TokenSigningAlg,
 		// Plus the leeway: instances' clocks may differ by as much.
-		PublishAhead: signingkey.JWKSMaxAge + a.Journal.Bound() + s.TokenLeeway,
+		PublishAhead: signingkey.JWKSMaxAge + j.Bound() + s.TokenLeeway,
 		Period:       s.SigningKeyPeriod,
 		Retention:    retention + s.TokenLeeway,
 	}

@@ -164,6 +164,11 @@ type Options[T any] struct {
 	// OnStale, if set, is told each time a stale value is served because
 	// the source failed: the value's age and the failure.
 	OnStale func(age time.Duration, err error)
+	// Fresh, if set, decides whether a value read at loaded is still
+	// fresh at now, instead of the TTL (which still bounds how long a
+	// stale value is served: TTL + MaxStale): for values read on a
+	// schedule rather than a fixed time after the last read.
+	Fresh func(loaded, now time.Time) bool
 	// OnStore, if set, is called after each read is cached, with the value
 	// it replaced (the zero value at first) and the new one, before any
 	// other read can start. It must not call back into the Value.
@@ -217,7 +222,7 @@ func New[T any](load func(context.Context) (T, error), opts Options[T]) *Value[T
 // the cached one within MaxStale).
 func (v *Value[T]) Get(ctx context.Context) (*Snapshot[T], error) {
 	snap := v.snap.Load()
-	if snap != nil && v.opts.Now().Sub(snap.Loaded) < v.opts.TTL {
+	if snap != nil && v.fresh(snap.Loaded, v.opts.Now()) {
 		return snap, nil
 	}
 	return v.refresh(ctx, snap, false)
@@ -276,6 +281,13 @@ func (v *Value[T]) Update(fn func(T) T) {
 		v.mu.Unlock()
 		return
 	}
+}
+
+func (v *Value[T]) fresh(loaded, now time.Time) bool {
+	if v.opts.Fresh != nil {
+		return v.opts.Fresh(loaded, now)
+	}
+	return now.Sub(loaded) < v.opts.TTL
 }
 
 // Peek returns the cached snapshot without reading, or nil.

@@ -113,7 +113,10 @@ func parseRecord(tags map[string]string) (Entry, error) {
 	}
 	e.Public = pub.String()
 	e.Digest, e.KeyVersion = tags[tagDigest], tags[tagKey]
-	if (e.Public == "") == (e.Digest == "") || (e.Digest != "" && (len(e.Digest) != digestLen || e.KeyVersion == "")) {
+	// An enabled version carries a digest or a public key, never both; a
+	// disabled one may carry neither (no version of it counts).
+	if (e.Public != "" && e.Digest != "") || (e.Enabled && e.Public == "" && e.Digest == "") ||
+		(e.Digest != "" && (len(e.Digest) != digestLen || e.KeyVersion == "")) {
 		return Entry{}, errRecord
 	}
 	for k, v := range tags {

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,8 +66,8 @@ const (
 	// journal-snapshot-1, -2, ...
 	SnapshotSecret = "journal-snapshot"
 
-	tagSlotSeconds = "slot-seconds"
-	recordValue    = "r"
+	tagSlotMillis = "slot-ms"
+	recordValue   = "r"
 )
 
 // Options tune a Journal. They are used as given (see [DefaultOptions]).
@@ -97,12 +98,14 @@ type Options struct {
 	MaxCatchUp int
 	// ResyncBatch is how many secrets a [Journal.Resync] reads.
 	ResyncBatch int
+	// Phase draws the instance's poll phase in [0, n) (nil: at random).
+	Phase func(n time.Duration) time.Duration
 }
 
 // DefaultOptions returns the defaults: [cache.DefaultBounds], catch-up of
-// 20 slots, resync of 30 secrets a run.
+// 20 slots, resync of 10 secrets a run.
 func DefaultOptions() Options {
-	return Options{Bounds: cache.DefaultBounds(), MaxCatchUp: 20, ResyncBatch: 30}
+	return Options{Bounds: cache.DefaultBounds(), MaxCatchUp: 20, ResyncBatch: 10}
 }
 
 // Journal is one instance's view of the vault's journal, and its writer.
@@ -114,6 +117,11 @@ type Journal struct {
 
 	missMu   sync.Mutex
 	nextMiss time.Time // when a miss may read again
+
+	// phase places this instance's polls in each slot: Grace + phase
+	// after a slot closes, with phase in [0, poll period), drawn at
+	// random so that instances started at once do not poll at once.
+	phase time.Duration
 
 	snapMu   sync.Mutex
 	snapshot *View // the last snapshot written from this instance
@@ -130,8 +138,8 @@ func New(store *secretstore.Store, opts *Options) *Journal {
 		j.opts = *opts
 	}
 	o := &j.opts
-	if o.TTL < time.Second {
-		o.TTL = time.Second // slots are whole seconds
+	if o.TTL < 10*time.Millisecond {
+		o.TTL = 10 * time.Millisecond
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -147,10 +155,14 @@ func New(store *secretstore.Store, opts *Options) *Journal {
 	if o.Gate == nil {
 		o.Gate = cache.NewGate(o.Bounds, secretstore.IsThrottled)
 	}
+	if o.Phase == nil {
+		o.Phase = func(n time.Duration) time.Duration { return time.Duration(mrand.Int64N(int64(n))) }
+	}
+	j.phase = o.Phase(SlotFor(o.TTL))
 	b := o.Bounds
-	b.TTL = pollPeriod(o.TTL)
+	b.TTL = SlotFor(o.TTL) // with Fresh: how long past a slot stale views serve
 	j.cache = cache.New(j.load, cache.Options[*View]{
-		Bounds: b, Now: o.Now, Gate: o.Gate,
+		Bounds: b, Now: o.Now, Gate: o.Gate, Fresh: j.fresh,
 		OnStale: func(age time.Duration, err error) {
 			o.Logger.Warn("journal_unavailable", "age", age.Round(time.Second).String(), "error", err.Error())
 		},
@@ -158,21 +170,45 @@ func New(store *secretstore.Store, opts *Options) *Journal {
 	return j
 }
 
-// Grace is how long after a slot closes readers list it: records finished
-// later are written again in the current slot.
-func Grace(slot time.Duration) time.Duration { return min(5*time.Second, slot/4) }
+// fresh reports whether a view read at loaded is fresh at now: no poll
+// was due since. Polls are due Grace + phase after each slot closes.
+func (j *Journal) fresh(loaded, now time.Time) bool {
+	slot := j.slot()
+	g := Grace(slot)
+	due := slotEnd(slotOf(now.Add(-g-j.phase), slot)-1, slot).Add(g + j.phase)
+	return !loaded.Before(due)
+}
 
-// pollPeriod is how often an instance lists the slot that closed.
-func pollPeriod(slot time.Duration) time.Duration { return slot - Grace(slot) }
+// slot is the journal's slot length: the vault's, once known.
+func (j *Journal) slot() time.Duration {
+	if p := j.Peek(); p != nil {
+		return p.slot
+	}
+	return SlotFor(j.opts.TTL)
+}
+
+// SlotFor is the slot length of a journal whose creator's KEY_CACHE_TTL
+// is ttl: ttl less half its Grace, so that two slots and a Grace are ttl
+// twice (the bound), in whole milliseconds.
+func SlotFor(ttl time.Duration) time.Duration {
+	slot := ttl - 250*time.Millisecond // Grace 500ms
+	if Grace(slot) < 500*time.Millisecond {
+		slot = ttl * 8 / 9 // Grace slot/4
+	}
+	return max(slot.Truncate(time.Millisecond), time.Millisecond)
+}
+
+// Grace is how long after a slot closes readers list it: records finished
+// later than half of it are written again in the current slot, so clocks
+// may differ by that much.
+func Grace(slot time.Duration) time.Duration { return min(500*time.Millisecond, slot/4) }
 
 // Bound returns how long after a write returns every instance that can
-// read the vault knows of it: one slot (the record's) plus one poll period
-// plus Grace, that is two slots.
+// read the vault knows of it: the record's slot, Grace, and at most a slot
+// more until the instance's poll (2 x KEY_CACHE_TTL).
 func (j *Journal) Bound() time.Duration {
-	if p := j.cache.Peek(); p != nil {
-		return p.Value.slot + Grace(p.Value.slot) + pollPeriod(j.opts.TTL)
-	}
-	return j.opts.TTL + Grace(j.opts.TTL) + pollPeriod(j.opts.TTL)
+	slot := j.slot()
+	return 2*slot + Grace(slot)
 }
 
 // View returns what this instance knows, read from the vault when a poll
@@ -207,6 +243,9 @@ func (j *Journal) Miss(ctx context.Context, seen *View) (*View, error) {
 		return cur, nil // read since seen
 	}
 	now := j.opts.Now()
+	if d, _ := j.opts.Gate.Closed(now); d > 0 {
+		return seen, nil // the store is left alone: no read is spent
+	}
 	j.missMu.Lock()
 	if now.Before(j.nextMiss) {
 		j.missMu.Unlock()
@@ -215,9 +254,6 @@ func (j *Journal) Miss(ctx context.Context, seen *View) (*View, error) {
 	first, last := seen.listed+1, slotOf(now, seen.slot)
 	j.nextMiss = now.Add(time.Duration(last-first+1) * j.opts.RefreshMinInterval)
 	j.missMu.Unlock()
-	if d, _ := j.opts.Gate.Closed(now); d > 0 {
-		return seen, nil
-	}
 	if t := j.opts.ReadTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -242,18 +278,19 @@ func (j *Journal) Reload(ctx context.Context) (*View, error) {
 
 // slotOf is the slot holding t.
 func slotOf(t time.Time, slot time.Duration) int64 {
-	return t.Unix() / int64(slot/time.Second)
+	return t.UnixMilli() / slot.Milliseconds()
 }
 
-// slotName is the name of slot k's journal secret.
+// slotName is the name of slot k's journal secret: its start, UTC, to the
+// millisecond.
 func slotName(k int64, slot time.Duration) string {
-	start := time.Unix(k*int64(slot/time.Second), 0).UTC()
-	return Prefix + start.Format("20060102-150405")
+	start := time.UnixMilli(k * slot.Milliseconds()).UTC()
+	return Prefix + start.Format("20060102-150405") + fmt.Sprintf("%03d", start.Nanosecond()/1e6)
 }
 
 // slotEnd is when slot k closes.
 func slotEnd(k int64, slot time.Duration) time.Time {
-	return time.Unix((k+1)*int64(slot/time.Second), 0)
+	return time.UnixMilli((k + 1) * slot.Milliseconds())
 }
 
 // lastClosed is the last slot that closed Grace or more before now.
@@ -275,13 +312,14 @@ func (j *Journal) load(ctx context.Context) (*View, error) {
 			return nil, err
 		}
 	}
+	touched := map[string]bool{}
 	for k := st.listed + 1; k <= lastClosed(now, st.slot); k++ {
-		if err := j.listSlot(ctx, st, k); err != nil {
+		if err := j.listSlot(ctx, st, k, touched); err != nil {
 			return nil, err
 		}
 		st.listed = k
 	}
-	if err := j.settle(ctx, st); err != nil {
+	if err := j.settle(ctx, st, touched); err != nil {
 		return nil, err
 	}
 	st.reads++
@@ -293,33 +331,39 @@ func (j *Journal) load(ctx context.Context) (*View, error) {
 // grace count as listed, as a poll's.
 func (j *Journal) listOpen(ctx context.Context, seen *View, first, last int64, now time.Time) error {
 	st := seen.clone()
+	touched := map[string]bool{}
 	for k := first; k <= last; k++ {
-		if err := j.listSlot(ctx, st, k); err != nil {
+		if err := j.listSlot(ctx, st, k, touched); err != nil {
 			return err
 		}
 		if k <= lastClosed(now, st.slot) {
 			st.listed = k
 		}
 	}
-	if err := j.settle(ctx, st); err != nil {
+	if err := j.settle(ctx, st, touched); err != nil {
 		return err
 	}
 	st.reads++
-	j.merge(seen.listed, st)
+	j.merge(seen.listed, st, touched)
 	return nil
 }
 
 // merge applies what st, a view made from one whose last listed slot was
-// from, knows to the cached view (the records are a set: applying them
-// again, in any order, changes nothing), and the slots st listed.
-func (j *Journal) merge(from int64, st *View) {
+// from, knows of the secrets named to the cached view (the records are a
+// set: applying them again, in any order, changes nothing), and the slots
+// st listed.
+func (j *Journal) merge(from int64, st *View, names map[string]bool) {
 	j.cache.Update(func(cur *View) *View {
 		out := cur.clone()
 		if out.listed >= from && st.listed > out.listed {
 			out.listed = st.listed
 		}
 		out.reads = max(out.reads, st.reads)
-		for name, ss := range st.secrets {
+		for name := range names {
+			ss := st.secrets[name]
+			if ss == nil {
+				continue
+			}
 			for _, e := range ss.versions {
 				out.apply(e, j.opts.AllVersions(name))
 			}
@@ -338,8 +382,9 @@ func (j *Journal) merge(from int64, st *View) {
 	})
 }
 
-// listSlot applies the records of slot k to st.
-func (j *Journal) listSlot(ctx context.Context, st *View, k int64) error {
+// listSlot applies the records of slot k to st, and adds the names of the
+// secrets they concern to touched.
+func (j *Journal) listSlot(ctx context.Context, st *View, k int64, touched map[string]bool) error {
 	props, err := j.store.ListVersions(ctx, slotName(k, st.slot))
 	if secretstore.Code(err) == secretstore.NotFound {
 		return nil // nothing changed in that slot
@@ -354,19 +399,27 @@ func (j *Journal) listSlot(ctx context.Context, st *View, k int64) error {
 			continue
 		}
 		st.apply(e, j.opts.AllVersions(e.Name))
+		touched[e.Name] = true
 	}
 	return nil
 }
 
-// settle reads what st cannot tell by itself: the journal key versions its
-// entries name, and the newest version of each secret in conflict.
-func (j *Journal) settle(ctx context.Context, st *View) error {
+// settle reads what st cannot tell by itself of the secrets named (nil:
+// all): the journal key versions their entries name, and the newest
+// version of each in conflict.
+func (j *Journal) settle(ctx context.Context, st *View, names map[string]bool) error {
 	for _, name := range st.conflicts() {
+		if names != nil && !names[name] {
+			continue
+		}
 		if err := j.resolve(ctx, st, name); err != nil {
 			return err
 		}
 	}
-	for _, ss := range st.secrets {
+	for name, ss := range st.secrets {
+		if names != nil && !names[name] {
+			continue
+		}
 		for _, e := range ss.versions {
 			if e.KeyVersion == "" || st.keys[e.KeyVersion] != nil {
 				continue
@@ -429,9 +482,9 @@ func (j *Journal) readKey(ctx context.Context, version string) (journalKey, erro
 	if err != nil || len(v) < 16 {
 		return journalKey{}, fmt.Errorf("journal: %s version %s is not a key", KeySecret, sec.Version)
 	}
-	k := journalKey{version: sec.Version, value: v, slot: j.opts.TTL.Truncate(time.Second)}
-	if n, err := strconv.Atoi(sec.Tags[tagSlotSeconds]); err == nil && n > 0 {
-		k.slot = time.Duration(n) * time.Second
+	k := journalKey{version: sec.Version, value: v, slot: SlotFor(j.opts.TTL)}
+	if n, err := strconv.ParseInt(sec.Tags[tagSlotMillis], 10, 64); err == nil && n > 0 {
+		k.slot = time.Duration(n) * time.Millisecond
 	}
 	return k, nil
 }
@@ -444,7 +497,7 @@ func (j *Journal) currentKey(ctx context.Context) (journalKey, error) {
 	}
 	var b [32]byte
 	rand.Read(b[:])
-	tags := map[string]string{"managed-by": "modelauth", "kind": "journal-key", tagSlotSeconds: strconv.Itoa(int(j.opts.TTL / time.Second))}
+	tags := map[string]string{"managed-by": "modelauth", "kind": "journal-key", tagSlotMillis: strconv.FormatInt(SlotFor(j.opts.TTL).Milliseconds(), 10)}
 	if _, err := j.store.SetSecret(ctx, KeySecret, secretstore.SetParams{Value: base64.RawURLEncoding.EncodeToString(b[:]), Enabled: true, Tags: tags}); err != nil {
 		return k, err
 	}
@@ -462,7 +515,7 @@ func (j *Journal) coldStart(ctx context.Context, now time.Time) (*View, error) {
 		return nil, fmt.Errorf("journal: reading the journal key: %w", err)
 	}
 	st := &View{secrets: map[string]*secretState{}, keys: map[string][]byte{key.version: key.value}, key: key, slot: key.slot}
-	if key.slot != j.opts.TTL.Truncate(time.Second) {
+	if key.slot != SlotFor(j.opts.TTL) {
 		j.opts.Logger.Warn("journal_slot_differs", "vault_slot", key.slot.String(), "ttl", j.opts.TTL.String())
 	}
 	snap, err := j.readSnapshot(ctx, st)

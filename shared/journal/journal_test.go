@@ -173,8 +173,9 @@ func TestAChangeReachesEveryInstanceWithinTheBound(t *testing.T) {
 				view(t, b)
 				v.clock.Advance(time.Second)
 			}
-			if got := v.calls.reads(); got > 20 || got < 19 {
-				t.Fatalf("%d reads in 10 minutes of 30 s slots, want 20", got)
+			// Slots of 29.75 s (a TTL of 30 s less half the grace).
+			if got, want := v.calls.reads(), int(10*time.Minute/SlotFor(30*time.Second)); got < want || got > want+1 {
+				t.Fatalf("%d reads in 10 minutes of 29.75 s slots, want %d", got, want)
 			}
 		})
 	}
@@ -302,8 +303,9 @@ func TestALateRecordIsWrittenAgainInTheOpenSlot(t *testing.T) {
 	view(t, a)
 	view(t, b)
 	// Just before a slot ends, a record write that takes 10 s.
+	slot := SlotFor(30 * time.Second)
 	now := v.clock.Now()
-	v.clock.Advance(now.Truncate(30 * time.Second).Add(29 * time.Second).Sub(now))
+	v.clock.Advance(slotEnd(slotOf(now, slot), slot).Add(-time.Second).Sub(now))
 	slow := 1
 	v.calls.setOnCall(func(op, name string) error {
 		if op == memstore.OpSet && strings.HasPrefix(name, Prefix) && slow > 0 {

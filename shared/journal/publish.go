@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -58,10 +57,7 @@ func (j *Journal) publish(ctx context.Context, e Entry) error {
 	if err != nil {
 		return err
 	}
-	slot := j.opts.TTL.Truncate(time.Second)
-	if p := j.Peek(); p != nil {
-		slot = p.slot
-	}
+	slot := j.slot()
 	for range publishAttempts {
 		k := slotOf(j.opts.Now(), slot)
 		if _, err := j.store.SetSecret(ctx, slotName(k, slot), secretstore.SetParams{Value: recordValue, Enabled: true, Tags: tags}); err != nil {
@@ -102,7 +98,7 @@ func (j *Journal) applyLocal(ctx context.Context, e Entry) {
 		j.opts.Logger.Warn("journal_resolve_failed", "secret", e.Name, "error", err.Error())
 		return
 	}
-	j.merge(st.listed, st)
+	j.merge(st.listed, st, map[string]bool{e.Name: true})
 }
 
 // Record records a version written from outside the app (Key Vault's

@@ -26,7 +26,7 @@ const shardBytes = 20 * 1024
 type snapIndex struct {
 	Format int         `json:"format"`
 	Listed int64       `json:"listed"`
-	Slot   int64       `json:"slotSeconds"`
+	Slot   int64       `json:"slotMillis"`
 	Shards []snapShard `json:"shards"`
 }
 
@@ -74,7 +74,7 @@ func (j *Journal) WriteSnapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	idx := snapIndex{Format: 1, Listed: st.listed, Slot: int64(st.slot / time.Second)}
+	idx := snapIndex{Format: 1, Listed: st.listed, Slot: st.slot.Milliseconds()}
 	for i, sh := range shards {
 		name := SnapshotSecret + "-" + strconv.Itoa(i+1)
 		p, err := j.store.SetSecret(ctx, name, secretstore.SetParams{Value: sh, Enabled: true, Tags: map[string]string{"managed-by": "modelauth", "kind": "journal-snapshot"}})
@@ -176,7 +176,7 @@ func (j *Journal) readSnapshot(ctx context.Context, base *View) (*View, error) {
 		return nil, err
 	}
 	var idx snapIndex
-	if err := json.Unmarshal([]byte(sec.Value), &idx); err != nil || idx.Format != 1 || time.Duration(idx.Slot)*time.Second != base.slot {
+	if err := json.Unmarshal([]byte(sec.Value), &idx); err != nil || idx.Format != 1 || time.Duration(idx.Slot)*time.Millisecond != base.slot {
 		return nil, fmt.Errorf("journal: %s version %s is not a snapshot of this journal", SnapshotSecret, sec.Version)
 	}
 	st := base.clone()
@@ -211,7 +211,7 @@ func (j *Journal) readSnapshot(ctx context.Context, base *View) (*View, error) {
 			st.secrets[s.Name] = ss
 		}
 	}
-	if err := j.settle(ctx, st); err != nil {
+	if err := j.settle(ctx, st, nil); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -189,7 +189,9 @@ func (r *Ring) ValidateAdmin(ctx context.Context, key string) error {
 	return err
 }
 
-// EnsureAdminKey creates the administrator key if the vault has none.
+// EnsureAdminKey creates the administrator key if the vault has none. The
+// journal may not know yet of one created elsewhere: the vault itself is
+// asked before a write, so that an instance never replaces it.
 func (r *Ring) EnsureAdminKey(ctx context.Context) error {
 	v, err := r.journal.View(ctx)
 	if err != nil {
@@ -197,6 +199,23 @@ func (r *Ring) EnsureAdminKey(ctx context.Context) error {
 	}
 	if _, s := v.Newest(keysecret.AdminKeySecret); s != journal.Missing {
 		return nil
+	}
+	if d, err := r.opts.Gate.Closed(r.opts.Now()); d > 0 {
+		return &cache.HeldError{Err: err, RetryAfter: d}
+	}
+	switch _, err := r.store.GetSecret(ctx, keysecret.AdminKeySecret, ""); secretstore.Code(err) {
+	case secretstore.NotFound:
+	case secretstore.Unknown, secretstore.Disabled:
+		if err == nil || secretstore.Code(err) == secretstore.Disabled {
+			// It exists: the journal learns of it with its record (or
+			// the resync, for one written from outside the app).
+			_, err = r.journal.Miss(ctx, v)
+			return err
+		}
+		fallthrough
+	default:
+		r.opts.Gate.Failed(r.opts.Now(), err)
+		return fmt.Errorf("%w: reading %s: %w", ErrUnavailable, keysecret.AdminKeySecret, err)
 	}
 	value, err := apikey.Generate()
 	if err != nil {
@@ -281,6 +300,9 @@ type keySet struct {
 // derived is what one view of the journal says of a set's keys.
 type derived struct {
 	view *journal.View
+	// from are the entries it was made of: a later view with the same
+	// ones says the same.
+	from [3]fingerprint
 	set  apikey.DigestSet
 	// missing: a key secret does not exist; lags: the active copy is
 	// behind its key (see keysecret.CopyLags).
@@ -290,10 +312,21 @@ type derived struct {
 // derived returns what v says of the set, reusing the last result for the
 // same view.
 func (ks *keySet) derived(v *journal.View) *derived {
-	if d := ks.cur.Load(); d != nil && d.view == v {
-		return d
+	prev := ks.cur.Load()
+	if prev != nil && prev.view == v {
+		return prev
 	}
-	d := &derived{view: v}
+	var from [3]fingerprint
+	for i, sl := range ks.slots {
+		from[i] = fingerprintOf(v.Newest(sl.secret))
+	}
+	if prev != nil && prev.from == from {
+		d := *prev
+		d.view = v
+		ks.cur.Store(&d)
+		return &d
+	}
+	d := &derived{view: v, from: from}
 	var entries [3]journal.Entry
 	disabled := map[string]bool{}
 	for i, sl := range ks.slots {
@@ -336,6 +369,22 @@ func (ks *keySet) derived(v *journal.View) *derived {
 	return d
 }
 
+// fingerprint identifies what a view says of a secret's newest version:
+// all that derived reads of it.
+type fingerprint struct {
+	status                           journal.Status
+	version                          string
+	enabled                          bool
+	digest, keyVersion               string
+	slot, state, activated, rotation string
+}
+
+func fingerprintOf(e journal.Entry, s journal.Status) fingerprint {
+	t := e.Tags
+	return fingerprint{s, e.Version, e.Enabled, e.Digest, e.KeyVersion,
+		t[keysecret.TagSlot], t[keysecret.TagState], t[keysecret.TagActivated], t[keysecret.TagRotation]}
+}
+
 // match returns the label of the key that key is. An unknown key makes
 // the journal list its open slot (at most once per RefreshMinInterval for
 // the instance): the keys may have changed on another instance.
@@ -366,29 +415,50 @@ func (ks *keySet) match(ctx context.Context, key string) (string, error) {
 // journal says after it.
 func (ks *keySet) provision(ctx context.Context, d *derived) (*derived, error) {
 	r := ks.ring
-	ks.provMu.Lock()
 	now := r.opts.Now()
+	if hold, err := r.opts.Gate.Closed(now); hold > 0 {
+		if d.missing {
+			return nil, &cache.HeldError{Err: fmt.Errorf("%w: the keys of %s are not known: %w", ErrUnavailable, ks.id, err), RetryAfter: hold}
+		}
+		return d, nil // a lagging copy waits for the store
+	}
+	ks.provMu.Lock()
 	due := ks.lastProvision.IsZero() || now.Sub(ks.lastProvision) >= r.opts.RefreshMinInterval
 	if due {
 		ks.lastProvision = now
 	}
 	ks.provMu.Unlock()
-	var err error
-	switch {
-	case !due:
-	case ks.service == "":
-		err = r.EnsureAdminKey(ctx)
-	case r.opts.Provision != nil:
-		err = r.opts.Provision(ctx, ks.service)
-	}
-	if err != nil {
-		r.opts.Logger.Warn("key_provision_failed", "keys", ks.id, "error", err.Error())
+	if due {
+		// A validation waits for the store at most ReadTimeout.
+		pctx := ctx
+		if t := r.opts.ReadTimeout; t > 0 {
+			var cancel context.CancelFunc
+			pctx, cancel = context.WithTimeout(ctx, t)
+			defer cancel()
+		}
+		var err error
+		switch {
+		case ks.service == "":
+			err = r.EnsureAdminKey(pctx)
+		case r.opts.Provision != nil:
+			err = r.opts.Provision(pctx, ks.service)
+		}
+		if err != nil {
+			r.opts.Logger.Warn("key_provision_failed", "keys", ks.id, "error", err.Error())
+		}
 	}
 	v := r.journal.Peek()
 	if v == nil {
 		return d, nil
 	}
 	d = ks.derived(v)
+	if d.missing {
+		// Created elsewhere (Provision found them and wrote nothing):
+		// their records are in the slots this instance has not listed.
+		if v2, err := r.journal.Miss(ctx, v); err == nil {
+			d = ks.derived(v2)
+		}
+	}
 	if d.missing {
 		return nil, fmt.Errorf("%w: the keys of %s do not exist", ErrUnavailable, ks.id)
 	}

@@ -33,6 +33,13 @@ func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator
 		policy = defaultPolicy
 	}
 	rot := &rotation.Rotator{Store: store, Policy: func(string) rotation.Policy { return policy }, Now: w.now}
+	// Validators learn of changes from the journal, one slot at a time:
+	// a TTL below a second (tests that once read the store at every
+	// validation) is the least the journal keeps up with on a clock that
+	// moves a second per store call.
+	if w.ringTTL < time.Second {
+		w.ringTTL = 30 * time.Second
+	}
 	services := w.services
 	if services == nil {
 		services = []string{service}
