@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/config"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -188,5 +190,72 @@ func TestCloseEndsStartRetries(t *testing.T) {
 	case <-a.init.exited:
 	default:
 		t.Error("the retries still run after Close")
+	}
+}
+
+// TestRegenWhoseRecordFailsAnswersNotPublished: when the change journal's
+// record of a regen_key cannot be written, the answer is 503 NotPublished
+// with Retry-After, the old key still works (the new one is in no
+// instance's view), and calling again replaces it.
+func TestRegenWhoseRecordFailsAnswersNotPublished(t *testing.T) {
+	var recordsDown atomic.Bool
+	store := memstore.Open(&memstore.Options{BeforeFn: func(_ context.Context, op, name string) error {
+		if recordsDown.Load() && op == memstore.OpSet && strings.HasPrefix(name, journal.Prefix+"2") {
+			return &memstore.Error{Code: secretstore.Unavailable}
+		}
+		return nil
+	}})
+	s := startupSettings(t, `{"services":[{"name":"svc"}]}`)
+	a, err := NewAppWithStore(context.Background(), s, store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	<-a.StoreReady()
+	h := a.Handler()
+	adm, err := store.GetSecret(context.Background(), keysecret.AdminKeySecret, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, auth string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader(`{"keyType":"Primary"}`)
+		}
+		req := httptest.NewRequest(method, path, body)
+		req.Header.Set("Authorization", "Bearer "+auth)
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	keys := do("GET", "/api/services/svc/keys", adm.Value)
+	var before struct{ PrimaryKey string }
+	json.Unmarshal(keys.Body.Bytes(), &before)
+	if keys.Code != 200 || before.PrimaryKey == "" {
+		t.Fatalf("get_keys = %d %s", keys.Code, keys.Body)
+	}
+	recordsDown.Store(true)
+	rec := do("POST", "/api/services/svc/keys/regenerate", adm.Value)
+	if ra, _ := strconv.Atoi(rec.Header().Get("Retry-After")); rec.Code != 503 || ra < 1 || !strings.Contains(rec.Body.String(), `"NotPublished"`) {
+		t.Fatalf("regen with the journal down = %d (Retry-After %q) %s; want 503 NotPublished with Retry-After", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), before.PrimaryKey) {
+		t.Fatal("the answer holds a key")
+	}
+	if rec := do("GET", "/api/services/svc/validate", before.PrimaryKey); rec.Code != 200 {
+		t.Errorf("the old key after an unpublished regen = %d; want 200 (the new key is not in effect)", rec.Code)
+	}
+	recordsDown.Store(false)
+	rec = do("POST", "/api/services/svc/keys/regenerate", adm.Value)
+	var after struct{ PrimaryKey string }
+	json.Unmarshal(rec.Body.Bytes(), &after)
+	if rec.Code != 200 || after.PrimaryKey == "" || after.PrimaryKey == before.PrimaryKey {
+		t.Fatalf("regen again = %d %s", rec.Code, rec.Body)
+	}
+	if rec := do("GET", "/api/services/svc/validate", before.PrimaryKey); rec.Code != 401 {
+		t.Errorf("the old key after the regen = %d; want 401", rec.Code)
+	}
+	if rec := do("GET", "/api/services/svc/validate", after.PrimaryKey); rec.Code != 200 {
+		t.Errorf("the new key = %d; want 200", rec.Code)
 	}
 }

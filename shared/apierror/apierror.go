@@ -34,7 +34,11 @@ const (
 	BadGateway       Code = "BadGateway"
 	GatewayTimeout   Code = "GatewayTimeout"
 	Unavailable      Code = "ServiceUnavailable"
-	Internal         Code = "InternalError"
+	// NotPublished: a write was made but could not be published to the
+	// other instances (the change journal's record failed): it is not in
+	// effect; call again.
+	NotPublished Code = "NotPublished"
+	Internal     Code = "InternalError"
 )
 
 var statusOf = map[Code]int{
@@ -48,6 +52,7 @@ var statusOf = map[Code]int{
 	BadGateway:       http.StatusBadGateway,
 	GatewayTimeout:   http.StatusGatewayTimeout,
 	Unavailable:      http.StatusServiceUnavailable,
+	NotPublished:     http.StatusServiceUnavailable,
 	Internal:         http.StatusInternalServerError,
 }
 
