@@ -65,7 +65,7 @@ func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, ga
 		Logger:    log,
 		Provision: rot.Provision,
 	})
-	rot.Keys = ring
+	rot.Keys, rot.Record = ring, j.Record
 	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: j.Bound(), Now: now}
 	return ring, rot
 }

@@ -177,7 +177,7 @@ func (s *Server) serveInstanceDiscovery(w http.ResponseWriter, r *http.Request) 
 // serveToken is the client-credentials grant of the v2.0 token endpoint.
 func (s *Server) serveToken(w *statusRecorder, r *http.Request, tenant string) {
 	s.count.tokenRequests.Add(1)
-	if s.applyFault(w, r, OpToken) {
+	if s.applyFault(w, r, OpToken, "") {
 		return
 	}
 	if r.Method != http.MethodPost {

@@ -1,6 +1,7 @@
 package keyvaulttest
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,11 @@ const (
 type Fault struct {
 	// Times is how many requests the fault applies to; 0 means every
 	// request until [Server.ClearFaults].
-	Times      int
+	Times int
+	// Secret, if set, limits the fault to requests for secrets whose
+	// name starts with it (case-insensitive), such as "svc-": others pass
+	// it by, to the next fault queued.
+	Secret     string
 	Delay      time.Duration
 	Reset      bool
 	Hang       bool
@@ -74,22 +79,25 @@ func (fs *faults) clear() {
 	fs.q = nil
 }
 
-// take returns the fault the next request of op meets, if any.
-func (fs *faults) take(op Op) (Fault, bool) {
+// take returns the fault the next request of op for the secret name
+// meets, if any: the first queued that applies to name.
+func (fs *faults) take(op Op, name string) (Fault, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	q := fs.q[op]
-	if len(q) == 0 {
-		return Fault{}, false
-	}
-	e := q[0]
-	if e.f.Times > 0 {
-		e.left--
-		if e.left == 0 {
-			fs.q[op] = q[1:]
+	for i, e := range q {
+		if e.f.Secret != "" && !strings.HasPrefix(strings.ToLower(name), strings.ToLower(e.f.Secret)) {
+			continue
 		}
+		if e.f.Times > 0 {
+			e.left--
+			if e.left == 0 {
+				fs.q[op] = append(q[:i:i], q[i+1:]...)
+			}
+		}
+		return e.f, true
 	}
-	return e.f, true
+	return Fault{}, false
 }
 
 // Stats counts requests since the server started.
@@ -98,6 +106,10 @@ type Stats struct {
 	// a fault or were refused (400, 403, 404): the store calls a client
 	// made. Each page of a listing counts once.
 	Set, Get, List, Update int64
+	// JournalSet and JournalList count the Set and List requests for the
+	// change journal's secrets (journal-*, package journal), which Set
+	// and List include.
+	JournalSet, JournalList int64
 	// ListSecrets counts pages of the vault's secrets (GET /secrets).
 	ListSecrets int64
 	// Challenges counts 401 answers with a Bearer challenge: requests
@@ -114,6 +126,7 @@ type Stats struct {
 
 type counters struct {
 	set, get, list, update      atomic.Int64
+	journalSet, journalList     atomic.Int64
 	listSecrets                 atomic.Int64
 	challenges                  atomic.Int64
 	tokenRequests, tokensIssued atomic.Int64
@@ -143,6 +156,8 @@ func (c *counters) stats() Stats {
 		Get:           c.get.Load(),
 		List:          c.list.Load(),
 		Update:        c.update.Load(),
+		JournalSet:    c.journalSet.Load(),
+		JournalList:   c.journalList.Load(),
 		ListSecrets:   c.listSecrets.Load(),
 		Challenges:    c.challenges.Load(),
 		TokenRequests: c.tokenRequests.Load(),

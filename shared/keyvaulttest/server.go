@@ -316,10 +316,11 @@ func (s *Server) route(w *statusRecorder, r *http.Request) {
 	}
 }
 
-// applyFault applies the next fault queued for op. It reports whether the
+// applyFault applies the next fault queued for op that applies to the
+// secret name ("" for requests of no secret). It reports whether the
 // request has been dealt with (reset, hung or answered).
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op) bool {
-	f, ok := s.faults.take(op)
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op, name string) bool {
+	f, ok := s.faults.take(op, name)
 	if !ok {
 		return false
 	}

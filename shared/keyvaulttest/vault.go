@@ -123,7 +123,15 @@ func (s *Server) serveVault(w *statusRecorder, r *http.Request) {
 		return
 	}
 	s.count.op(op).Add(1)
-	if s.applyFault(w, r, op) {
+	if strings.HasPrefix(strings.ToLower(name), "journal-") {
+		switch op {
+		case OpSet:
+			s.count.journalSet.Add(1)
+		case OpList:
+			s.count.journalList.Add(1)
+		}
+	}
+	if s.applyFault(w, r, op, name) {
 		return
 	}
 	q := r.URL.Query()

@@ -45,9 +45,15 @@ type Rotator struct {
 	Store *secretstore.Store
 	// Target is where a staged key takes effect and is tested.
 	Target Target
-	// Keys is this instance's cache of the validators' keys, which
-	// Regenerate updates at once; required by Regenerate only.
-	Keys   KeyCache
+	// Keys is what this instance's validators know of the keys
+	// (Regenerate checks a supplied value against it); required by
+	// Regenerate only.
+	Keys KeyCache
+	// Record, if set, writes the change journal's record of a version
+	// unless the journal holds it ([journal.Journal.Record]): a resumed
+	// rotation records its staging again, in case the run that wrote it
+	// died before its record.
+	Record func(ctx context.Context, name, version string) error
 	Policy func(service string) Policy
 	Now    func() time.Time // nil: time.Now
 	Log    *slog.Logger     // nil: discard
@@ -177,6 +183,15 @@ func (r *Rotator) resume(ctx context.Context, service string) (x *pass, done *Re
 		x.staged = v
 		x.res = Result{Rotation: v.Tags[keysecret.TagRotation], KeyType: kt}
 		r.log().Info("rotation_started", "service", service, "rotation", x.res.Rotation, "keyType", string(kt), "resumed", true)
+		if r.Record != nil {
+			// The staging's record may be lost with the run that wrote it
+			// (a crash, or a record that failed): validators learn of the
+			// staged key from it, so it is written again unless it exists.
+			if err := r.Record(ctx, x.secret, v.ID); err != nil {
+				res, err := r.fail(service, x.res.Rotation, "record", err)
+				return nil, &res, err
+			}
+		}
 	}
 	return x, nil, nil
 }

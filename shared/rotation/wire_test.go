@@ -48,7 +48,7 @@ func (w wiring) wire(store *secretstore.Store) (*keyring.Ring, *rotation.Rotator
 		Bounds: cache.Bounds{TTL: w.ringTTL, RefreshMinInterval: w.refreshMinInterval, MaxStale: w.maxStale}, Now: w.now,
 		Provision: rot.Provision,
 	})
-	rot.Keys = ring
+	rot.Keys, rot.Record = ring, ring.Journal().Record
 	rot.Target = &rotation.ValidatorTarget{Validator: ring, TTL: w.ttl, Now: w.now, Sleep: w.sleep}
 	return ring, rot
 }
