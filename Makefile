@@ -107,6 +107,7 @@ admin-key:
 
 test: lint
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '^TestFleet$$' -v ./functions
 	@$(MAKE) --no-print-directory fuzz-short
 
 fuzz-short:

@@ -37,7 +37,6 @@ import (
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
-	"github.com/modelauth/modelauth/shared/secretstore"
 )
 
 // rotate runs a forced rotation and answers the keys after it.
@@ -214,7 +213,7 @@ func storeError(err error) error {
 		return apierror.New(apierror.BadRequest, "keyValue is already in use as a key: choose another")
 	case errors.Is(err, rotation.ErrWritten):
 		return apierror.Wrap(apierror.Unavailable, "the key was replaced, but its active copy could not be updated: the next rotation run does it; read the keys with get_keys", err)
-	case secretstore.Code(err) == secretstore.Unpublished:
+	case errors.Is(err, rotation.ErrNotPublished):
 		return apierror.Wrap(apierror.NotPublished, "the new key was written but could not be published to every instance, so it is not in effect and the old key still works: call regenerate again", err)
 	}
 	return apierror.Wrap(apierror.Unavailable, "the secret store is unavailable", err)

@@ -24,6 +24,10 @@ var (
 	// ErrUnavailable: the store could not be read or written; nothing
 	// changed.
 	ErrUnavailable = errors.New("rotation: the key store is unavailable")
+	// ErrNotPublished: the new key was written, but its change journal
+	// record was not (secretstore.Unpublished): it is in effect nowhere,
+	// and the old key still works; call again.
+	ErrNotPublished = errors.New("rotation: the key was written but not published")
 )
 
 // KeyCache is what this instance's validators know of the keys:
@@ -69,7 +73,9 @@ func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.K
 	}
 	if _, err := r.Store.SetSecret(ctx, secret, secretstore.SetParams{
 		Value: value, Enabled: true, Tags: tags, Expires: r.Policy(service).expiry(since),
-	}); err != nil {
+	}); secretstore.Code(err) == secretstore.Unpublished {
+		return fmt.Errorf("%w: %w", ErrNotPublished, err)
+	} else if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// The old value stopped working here when the write returned (its
