@@ -12,9 +12,9 @@ type Policy struct {
 	// the other algorithm are ignored: verifiers pin the algorithm.
 	Alg string
 	// PublishAhead is how long a new key is published before it signs:
-	// the JWKS max-age plus the key-cache TTL (plus the clock skew allowed
-	// between instances), so that every gateway and
-	// every instance knows it first.
+	// the JWKS max-age plus the journal's bound (two key-cache TTL slots;
+	// plus the clock skew allowed between instances), so that every
+	// gateway and every instance knows it first.
 	PublishAhead time.Duration
 	// Period is how long a key signs before its successor takes over.
 	Period time.Duration

@@ -4,10 +4,16 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +21,7 @@ import (
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
 	"github.com/modelauth/modelauth/shared/jwtauth"
+	"github.com/modelauth/modelauth/shared/logtest"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
 	"github.com/modelauth/modelauth/shared/signingkey"
@@ -32,8 +39,15 @@ func newStore(t *testing.T, clk *fakeclock.Clock) *secretstore.Store {
 	return st
 }
 
+// newSet returns the set of another instance over st: its own client of
+// the store, whose write hook is the set's own journal.
 func newSet(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy) *signingkey.Set {
-	return signingkey.New(st, p, &signingkey.Options{
+	return newSetLog(st, clk, p, nil)
+}
+
+func newSetLog(st *secretstore.Store, clk *fakeclock.Clock, p signingkey.Policy, log *slog.Logger) *signingkey.Set {
+	return signingkey.New(st.Share(), p, &signingkey.Options{
+		Logger: log,
 		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
 		Now:    clk.Now,
 	})
@@ -168,17 +182,18 @@ func testRevoke(t *testing.T, kind string) {
 	if s, _ := set.Signer(ctx); s.Kid != res.Kid {
 		t.Fatalf("signer after revoke = %s; want the new %s at once", s.Kid, res.Kid)
 	}
-	// The other instance: the old key until its TTL, then refused; the new
-	// key at once (an unknown kid reads the store).
-	if _, err := other.Lookup(ctx, old.Kid); err != nil {
-		t.Fatalf("other instance within its TTL: %v", err)
-	}
+	// The other instance: the new key at once (an unknown kid lists the
+	// journal's open slot); the old key refused within the journal's
+	// bound.
 	if _, err := other.Lookup(ctx, res.Kid); err != nil {
 		t.Fatalf("other instance, new key: %v", err)
 	}
-	clk.Advance(ttl)
+	if b := other.Journal().Bound(); b != 2*ttl {
+		t.Fatalf("bound = %v; want two slots", b)
+	}
+	clk.Advance(other.Journal().Bound())
 	if _, err := other.Lookup(ctx, old.Kid); !errors.Is(err, signingkey.ErrUnknownKey) {
-		t.Fatalf("other instance after its TTL: err = %v; want ErrUnknownKey", err)
+		t.Fatalf("other instance past the journal's bound: err = %v; want ErrUnknownKey", err)
 	}
 	// The revoked version stays disabled in the store.
 	vs, _ := st.ListVersions(ctx, signingkey.SecretName)
@@ -199,26 +214,85 @@ func TestLookupRefusesMalformedKids(t *testing.T) {
 	}
 }
 
-func TestStoreFailures(t *testing.T) {
+// TestUnusableVersionsAreNotUsed: versions written by hand that are not
+// keys this package wrote (garbage, or a key whose kid tag is not its
+// thumbprint) are neither published nor verify, and are logged; the keys
+// that are fine still serve.
+func TestUnusableVersionsAreNotUsed(t *testing.T) {
 	ctx := context.Background()
 	clk := fakeclock.New(at(0))
 	st := newStore(t, clk)
-	set := newSet(st, clk, policy)
+	log, logs := logtest.New()
+	set := newSetLog(st, clk, policy, log)
 	k, err := set.Signer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A version written by hand with a kid that is not its thumbprint, and
-	// garbage: the set refuses to read them, and says which version.
-	if _, err := st.SetSecret(ctx, signingkey.SecretName, secretstore.SetParams{
-		Value: "not a key", Enabled: true,
-		Tags: map[string]string{"kind": "signing-key", "kid": k.Kid[:42] + "A", "alg": "RS256", "activated": "1"},
-	}); err != nil {
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
 		t.Fatal(err)
 	}
-	fresh := newSet(st, clk, policy)
-	if _, err := fresh.Published(ctx); !errors.Is(err, signingkey.ErrKeyFormat) {
-		t.Fatalf("Published over a malformed version: err = %v; want ErrKeyFormat", err)
+	otherKid, _ := signingkey.Thumbprint(other.Public())
+	der, _ := x509.MarshalPKCS8PrivateKey(other)
+	forged := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	pub, _ := signingkey.PublicOf(forged)
+	reader := newSet(st, clk, policy) // another instance, started before the writes
+	if _, err := reader.Lookup(ctx, k.Kid); err != nil {
+		t.Fatal(err)
+	}
+	// Written by hand through a client whose hook is the set's journal:
+	// their records are in the journal like any write's.
+	hand := st.Share()
+	hand.OnWrite(set.Journal().Hook)
+	for i, w := range []struct{ value, kid string }{
+		{"not a key", otherKid[:42] + "A"},
+		// A real key under the signer's kid: its record's public key is
+		// the other key's, whose thumbprint is not the kid.
+		{forged, k.Kid},
+		{forged, otherKid[:42] + "B"},
+	} {
+		if _, err := hand.SetSecret(ctx, signingkey.SecretName, secretstore.SetParams{
+			Value: w.value, Enabled: true,
+			// Activated before the signer, each retired within its
+			// retention: published, if it were usable.
+			Tags: map[string]string{"kind": "signing-key", "kid": w.kid, "alg": "RS256", "activated": strconv.FormatInt(at(0).Add(time.Duration(i-3)*10*time.Minute).Unix(), 10)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(reader.Journal().Bound())
+	for name, s := range map[string]*signingkey.Set{"writer": set, "reader": reader} {
+		pub, err := s.Published(ctx)
+		if err != nil {
+			t.Fatalf("%s: Published: %v", name, err)
+		}
+		if got := kids(pub); !slices.Equal(got, []string{k.Kid}) {
+			t.Fatalf("%s: published = %v; want only the signer [%s]", name, got, k.Kid)
+		}
+		for _, p := range pub {
+			if !p.Public.(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public) {
+				t.Fatalf("%s: the signer's kid verifies with the forged key", name)
+			}
+		}
+		for _, kid := range []string{otherKid[:42] + "A", otherKid[:42] + "B"} {
+			if _, err := s.Lookup(ctx, kid); !errors.Is(err, signingkey.ErrUnknownKey) {
+				t.Fatalf("%s: Lookup of a hand-written version: %v; want ErrUnknownKey", name, err)
+			}
+		}
+		got, err := s.Lookup(ctx, k.Kid)
+		if err != nil || !got.Public.(*rsa.PublicKey).Equal(k.Public) {
+			t.Fatalf("%s: Lookup of the signer = %v, %v", name, got, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "signing_key_unusable"); n < 3 {
+		t.Fatalf("%d signing_key_unusable logs; want one per hand-written version:\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), pub) || strings.Contains(logs.String(), "PRIVATE") {
+		t.Fatal("key material in the log")
+	}
+	// Signing goes on with the signer.
+	if s, err := set.Signer(ctx); err != nil || s.Kid != k.Kid {
+		t.Fatalf("Signer = %v, %v", s, err)
 	}
 }
 

@@ -9,7 +9,9 @@ import (
 
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/fakeclock"
+	"github.com/modelauth/modelauth/shared/journal"
 	"github.com/modelauth/modelauth/shared/keyring"
+	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/memstore"
 	"github.com/modelauth/modelauth/shared/signingkey"
@@ -29,7 +31,11 @@ func newHooked() *hooked {
 	h.store = memstore.Open(&memstore.Options{BeforeFn: func(ctx context.Context, op, name string) error {
 		h.calls.Add(1)
 		if b := h.block.Load(); b != nil {
-			<-*b
+			select { // a store honours its caller's deadline
+			case <-*b:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if ra := time.Duration(h.throttle.Load()); ra > 0 {
 			return &memstore.Error{Code: secretstore.Throttled, RetryAfter: ra}
@@ -40,17 +46,29 @@ func newHooked() *hooked {
 }
 
 // TestThrottledKeyringStopsSigningKeyReads: the signing keys and the
-// service keys share one gate per store (as the app wires them): a 429 on
-// the administrator key's read stops the signing keys' reads for its
-// Retry-After, while the cached keys keep verifying; past the staleness
-// bound their failure says how long the hold still lasts.
+// service keys read through one journal over the store, with one gate (as
+// the app wires them): a 429 on the administrator key's miss stops the
+// journal's reads, the signing keys' included, for its Retry-After, while
+// the known keys keep verifying; past the staleness bound their failure
+// says how long the hold still lasts.
 func TestThrottledKeyringStopsSigningKeyReads(t *testing.T) {
 	ctx := context.Background()
 	h, clk := newHooked(), fakeclock.New(time.Unix(1e9, 0))
 	b := cache.Bounds{TTL: 30 * time.Second, RefreshMinInterval: time.Second, MaxStale: time.Minute}
 	gate := cache.NewGate(b, secretstore.IsThrottled)
-	set := signingkey.New(h.store, policy, &signingkey.Options{Bounds: b, Now: clk.Now, Gate: gate})
-	ring := keyring.New(h.store, nil, &keyring.Options{Bounds: b, Now: clk.Now, Gate: gate})
+	jo := journal.DefaultOptions()
+	jo.Bounds, jo.Gate, jo.Now = b, gate, clk.Now
+	jo.Tracked, jo.AllVersions = keysecret.Tracked, keysecret.AllVersions
+	jo.Private = func(n string) bool { return n == signingkey.SecretName }
+	jo.Public = signingkey.PublicOf
+	jo.Names = func() []string { return append(keyring.Secrets(nil), signingkey.SecretName) }
+	j := journal.New(h.store, &jo)
+	h.store.OnWrite(j.Hook)
+	set := signingkey.New(h.store, policy, &signingkey.Options{Bounds: b, Now: clk.Now, Gate: gate, Journal: j})
+	ring := keyring.New(h.store, nil, &keyring.Options{Bounds: b, Now: clk.Now, Gate: gate, Journal: j})
+	if set.Journal() != j {
+		t.Fatal("the set does not use the journal it is given")
+	}
 	k, err := set.Signer(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +82,7 @@ func TestThrottledKeyringStopsSigningKeyReads(t *testing.T) {
 	}
 
 	h.throttle.Store(int64(20 * time.Second))
-	clk.Advance(25 * time.Second) // both past their TTL
+	clk.Advance(25 * time.Second) // a poll is due (the slot less its grace)
 	ring.ValidateAdmin(ctx, "wrong")
 	h.throttle.Store(0) // recovered: the instance still leaves it alone
 	start := h.calls.Load()
@@ -97,7 +115,7 @@ func TestThrottledKeyringStopsSigningKeyReads(t *testing.T) {
 		t.Fatalf("throttled within the staleness bound: %v", err)
 	}
 	h.throttle.Store(0)
-	clk.Advance(59 * time.Second) // the read is 90 s old: TTL + staleness
+	clk.Advance(59 * time.Second) // the view is 90 s old: past a poll period (25 s) + staleness
 	_, err = set.Lookup(ctx, k.Kid)
 	var held *cache.HeldError
 	if !errors.As(err, &held) || held.RetryAfter != time.Second {
