@@ -105,7 +105,7 @@ func newEnv(t testing.TB, alg string) *env {
 // newSet returns another instance's view of the signing keys: its cache
 // starts empty.
 func (e *env) newSet() *signingkey.Set {
-	return signingkey.New(e.st, e.policy, &signingkey.Options{
+	return signingkey.New(e.st.Share(), e.policy, &signingkey.Options{
 		Bounds: cache.Bounds{TTL: ttl, RefreshMinInterval: time.Second, MaxStale: 5 * time.Minute},
 		Now:    e.clk.Now,
 	})
@@ -801,9 +801,9 @@ func TestVerifyRevokedKey(t *testing.T) {
 			if _, err := verify(t, fresh, service, old.AccessToken); !errors.Is(err, jwtauth.ErrUnknownKey) {
 				t.Errorf("fresh instance after the revoke: err = %v; want ErrUnknownKey", err)
 			}
-			e.clk.Advance(ttl)
+			e.clk.Advance(2 * ttl) // the journal's bound
 			if _, err := verify(t, other, service, old.AccessToken); !errors.Is(err, jwtauth.ErrUnknownKey) {
-				t.Errorf("other instance one TTL after the revoke: err = %v; want ErrUnknownKey", err)
+				t.Errorf("other instance 2 x TTL after the revoke: err = %v; want ErrUnknownKey", err)
 			}
 			tok, issued := e.issue(t, service)
 			if issued.Kid == oldIssued.Kid || issued.Kid != res.Kid {
