@@ -66,6 +66,44 @@ func (s *scheduler) before(ctx context.Context, op string) error {
 	return nil
 }
 
+// run lets the actors' store calls through one at a time, in an order the
+// seed alone decides, crashing at most one of them (at a call, with odds
+// 1 in crashOneIn), and calls check whenever every live actor waits at a
+// call or has ended. It returns the calls let through and whether an
+// actor crashed.
+func (s *scheduler) run(actors []*actor, crashOneIn int, check func() error) (calls int, crashed bool, err error) {
+	running, alive := len(actors), len(actors)
+	var gated []int
+	for alive > 0 {
+		for running > 0 {
+			ev := <-s.events
+			running--
+			if ev >= 0 {
+				gated = append(gated, ev)
+			} else {
+				alive--
+			}
+		}
+		if err := check(); err != nil {
+			return calls, crashed, fmt.Errorf("after %d store calls: %w", calls, err)
+		}
+		if len(gated) == 0 {
+			break
+		}
+		// By actor, not by arrival: the seed alone decides the schedule.
+		slices.Sort(gated)
+		i := s.rng.IntN(len(gated))
+		a := gated[i]
+		gated = append(gated[:i], gated[i+1:]...)
+		crash := !crashed && s.rng.IntN(crashOneIn) == 0
+		crashed = crashed || crash
+		calls++
+		running++
+		actors[a].permit <- !crash
+	}
+	return calls, crashed, nil
+}
+
 const service = "svc"
 
 // world is the store of one interleaving and what clients were told.
@@ -161,37 +199,9 @@ func interleave(seed uint64) (stats string, err error) {
 			s.events <- -1 - i
 		}()
 	}
-	crashes, calls := 1, 0
-	running, alive := n, n
-	var gated []int
-	for alive > 0 {
-		for running > 0 {
-			ev := <-s.events
-			running--
-			if ev >= 0 {
-				gated = append(gated, ev)
-			} else {
-				alive--
-			}
-		}
-		if err := w.observe(); err != nil {
-			return "", err
-		}
-		if len(gated) == 0 {
-			break
-		}
-		// By actor, not by arrival: the seed alone decides the schedule.
-		slices.Sort(gated)
-		i := s.rng.IntN(len(gated))
-		a := gated[i]
-		gated = append(gated[:i], gated[i+1:]...)
-		crash := crashes > 0 && s.rng.IntN(12) == 0
-		if crash {
-			crashes--
-		}
-		calls++
-		running++
-		actors[a].permit <- !crash
+	calls, crashed, err := s.run(actors, 12, w.observe)
+	if err != nil {
+		return "", err
 	}
 
 	// A later run (the next timer tick) finishes whatever a crash left.
@@ -236,7 +246,7 @@ func interleave(seed uint64) (stats string, err error) {
 			}
 		}
 	}
-	if len(completed) == 0 && crashes == 0 && len(current) == 1 {
+	if len(completed) == 0 && crashed && len(current) == 1 {
 		// The crash came after the last write (the active copy's) and
 		// before its writer could say so: the store shows the rotation
 		// complete (checked below), and no run is left to report it.
@@ -273,11 +283,11 @@ func interleave(seed uint64) (stats string, err error) {
 	if err != nil || keys.ActiveKeyType != kt {
 		return "", fmt.Errorf("get_keys says %q active (%v); the tags say %q", keys.ActiveKeyType, err, kt)
 	}
-	crashed := "no crash"
-	if crashes == 0 {
-		crashed = "a crash"
+	crash := "no crash"
+	if crashed {
+		crash = "a crash"
 	}
-	return fmt.Sprintf("%d scheduled store calls (listed %s, clock step %v), %s, outcomes %s/%s/%s", calls, order, step, crashed,
+	return fmt.Sprintf("%d scheduled store calls (listed %s, clock step %v), %s, outcomes %s/%s/%s", calls, order, step, crash,
 		results[0].Outcome, results[1].Outcome, recovery.Outcome), nil
 }
 

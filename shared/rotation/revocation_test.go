@@ -240,36 +240,9 @@ func revocationInterleave(seed uint64) (stats string, err error) {
 		return nil
 	}
 
-	crashes, calls := 1, 0
-	running, alive := len(ops), len(ops)
-	var gated []int
-	for alive > 0 {
-		for running > 0 {
-			ev := <-s.events
-			running--
-			if ev >= 0 {
-				gated = append(gated, ev)
-			} else {
-				alive--
-			}
-		}
-		if err := check(); err != nil {
-			return "", fmt.Errorf("after %d store calls: %w", calls, err)
-		}
-		if len(gated) == 0 {
-			break
-		}
-		slices.Sort(gated)
-		i := s.rng.IntN(len(gated))
-		a := gated[i]
-		gated = append(gated[:i], gated[i+1:]...)
-		crash := crashes > 0 && s.rng.IntN(16) == 0
-		if crash {
-			crashes--
-		}
-		calls++
-		running++
-		actors[a].permit <- !crash
+	calls, _, err := s.run(actors, 16, check)
+	if err != nil {
+		return "", err
 	}
 	// Time passes: every bound comes due, and still holds.
 	for range 2 * int(bound/time.Second) {
