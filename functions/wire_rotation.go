@@ -71,11 +71,24 @@ func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, ga
 }
 
 func (a *App) rotateKeys() *rotatekeys.Function {
-	f := &rotatekeys.Function{Config: a.Config, Rotator: a.Rotator, Log: a.Log}
+	f := &rotatekeys.Function{Config: a.Config, Rotator: a.Rotator, Spread: rotationSpread(a.Journal, len(a.Config.Services)), Log: a.Log}
 	if a.Config.Has(config.AuthToken) {
 		f.SigningKeys = a.SigningKeys
 	}
 	return f
+}
+
+// rotationSpread is the time between two services' starts in a rotatekeys
+// run: an eighth of a journal slot, so that a slot holds about eight
+// stagings and sixteen finishes, one page of records (25) for every
+// reader; at most 20 minutes for the whole run, within the Functions
+// timeout.
+func rotationSpread(j *journal.Journal, services int) time.Duration {
+	spread := j.Bound() / 16
+	if services > 1 {
+		spread = min(spread, 20*time.Minute/time.Duration(services))
+	}
+	return spread
 }
 
 // Timers returns the timer functions by name (rotatekeys, prefetchtokens,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/modelauth/modelauth/shared/azfunc"
 	"github.com/modelauth/modelauth/shared/config"
@@ -38,7 +39,13 @@ type Function struct {
 	Rotator Rotator
 	// SigningKeys, if set, has its due-check run too.
 	SigningKeys SigningKeys
-	Log         *slog.Logger
+	// Spread is the time between the starts of two services' runs (0:
+	// all at once), so that the vault sees their reads, and validators
+	// their change records, a few at a time (docs/design.md section 14).
+	Spread time.Duration
+	// Sleep waits between starts; nil: a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Log   *slog.Logger
 }
 
 // Handler returns the function's invocation handler.
@@ -46,9 +53,9 @@ func (f *Function) Handler() http.Handler {
 	return azfunc.TimerHandler(Binding, f.Run, f.Log)
 }
 
-// Run rotates every key-mode service that is due, all at once: each
-// rotation waits one key-cache TTL, and run one after another they could
-// outlast the function timeout. One service's failure does not stop the
+// Run rotates every key-mode service that is due, concurrently, their
+// starts Spread apart: each rotation waits two key-cache TTLs, and run one
+// after another they could outlast the function timeout. One service's failure does not stop the
 // others; the failures are returned together, so that the invocation's Logs
 // name them (the Rotator has logged rotation_failed for each already).
 func (f *Function) Run(ctx context.Context, t azfunc.TimerInfo) error {
@@ -66,6 +73,12 @@ func (f *Function) Run(ctx context.Context, t azfunc.TimerInfo) error {
 	for _, svc := range f.Config.Services {
 		if svc.AuthMode != config.AuthKey {
 			continue
+		}
+		if n > 0 && f.Spread > 0 {
+			if err := f.sleep(ctx, f.Spread); err != nil {
+				failed(fmt.Errorf("%s: not started: %w", svc.Name, err))
+				break
+			}
 		}
 		n++
 		wg.Go(func() {
@@ -93,4 +106,18 @@ func (f *Function) Run(ctx context.Context, t azfunc.TimerInfo) error {
 	wg.Wait()
 	f.Log.Info("rotatekeys_run", "services", n, "failed", len(errs), "pastDue", t.IsPastDue)
 	return errors.Join(errs...)
+}
+
+func (f *Function) sleep(ctx context.Context, d time.Duration) error {
+	if f.Sleep != nil {
+		return f.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
