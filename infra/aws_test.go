@@ -196,7 +196,9 @@ func TestSAMRoutes(t *testing.T) {
 // TestSAMSchedules: each timer function of functions/ has one EventBridge
 // Scheduler schedule invoking the scheduled function with the pinned
 // input, at the same times as the NCRONTAB setting the function names
-// (which the Lambda reads), over the next 500 firings.
+// (which the Lambda reads), over the next 500 firings. A function.json
+// with a literal NCRONTAB schedule (snapshot's) has no setting: its
+// schedule is a rate, and the literal must fire once per period.
 func TestSAMSchedules(t *testing.T) {
 	tpl, rs := samTemplate(t)
 	timers := functionsByTrigger(t)["timerTrigger"]
@@ -229,13 +231,35 @@ func TestSAMSchedules(t *testing.T) {
 			t.Errorf("two schedules run %s", input.Function)
 		}
 		scheduled[input.Function] = true
-		setting := strings.Trim(fj.Bindings[0].Schedule, "%")
+		expr := fmt.Sprint(prop(r, "ScheduleExpression"))
+		setting, isSetting := strings.CutPrefix(fj.Bindings[0].Schedule, "%")
+		if setting, isSetting = strings.CutSuffix(setting, "%"); !isSetting {
+			literal := fj.Bindings[0].Schedule
+			want, err := infra.NCRONTAB(literal)
+			if err != nil {
+				t.Errorf("%s's function.json schedule %q: %v", input.Function, literal, err)
+				continue
+			}
+			period, err := infra.SchedulerRate(expr)
+			if err != nil {
+				t.Errorf("schedule %s: %v (a function.json's literal schedule takes a rate)", name, err)
+				continue
+			}
+			at := want.Next(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			for i := range 500 {
+				if next := want.Next(at); next.Sub(at) != period {
+					t.Errorf("schedule %s (%s) fires every %v where %s's %q fires %v after %v (firing %d)", name, expr, period, input.Function, literal, next.Sub(at), at, i)
+					break
+				}
+				at = want.Next(at)
+			}
+			continue
+		}
 		want, err := infra.NCRONTAB(env[setting])
 		if err != nil {
 			t.Errorf("the scheduled function's %s=%q: %v", setting, env[setting], err)
 			continue
 		}
-		expr := fmt.Sprint(prop(r, "ScheduleExpression"))
 		got, err := infra.SchedulerCron(expr)
 		if err != nil {
 			t.Errorf("schedule %s: %v", name, err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/modelauth/modelauth/infra"
+	"github.com/modelauth/modelauth/shared/keysecret"
 )
 
 // The Bicep compiler cannot be installed here, so these tests check what
@@ -265,7 +266,7 @@ func TestEventGridBicep(t *testing.T) {
 		"parent":                                       "topic",
 		"properties.destination.endpointType":          "'AzureFunction'",
 		"properties.eventDeliverySchema":               "'EventGridSchema'",
-		"properties.filter.includedEventTypes":         "['Microsoft.KeyVault.SecretNearExpiry' 'Microsoft.KeyVault.SecretExpired']",
+		"properties.filter.includedEventTypes":         "['Microsoft.KeyVault.SecretNearExpiry' 'Microsoft.KeyVault.SecretExpired' 'Microsoft.KeyVault.SecretNewVersionCreated']",
 		"properties.destination.properties.resourceId": "'${app.id}/functions/keyvaultevents'",
 	})
 	filters, _ := sub.Body.Get("properties.filter.advancedFilters").([]any)
@@ -274,8 +275,18 @@ func TestEventGridBicep(t *testing.T) {
 	}
 	af := filters[0].(infra.BicepObject)
 	if af.String("key") != "'subject'" || af.String("operatorType") != "'StringBeginsWith'" ||
-		fmt.Sprint(af.Get("values")) != "['svc-' 'signing-key']" {
-		t.Errorf("the subject filter = %v; want subject beginning with svc- or signing-key", af)
+		fmt.Sprint(af.Get("values")) != "['svc-' 'admin-key' 'signing-key']" {
+		t.Errorf("the subject filter = %v; want subject beginning with svc-, admin-key or signing-key", af)
+	}
+	// The filter lets through every secret the change journal tracks.
+	for _, name := range []string{"svc-a-primary", "svc-a-secondary", "svc-a-active", keysecret.AdminKeySecret, keysecret.SigningKeySecret} {
+		if !keysecret.Tracked(name) {
+			t.Errorf("keysecret.Tracked(%q) = false", name)
+		}
+		vals, _ := af.Get("values").([]any)
+		if !slices.ContainsFunc(vals, func(v any) bool { return strings.HasPrefix(name, strings.Trim(fmt.Sprint(v), "'")) }) {
+			t.Errorf("the subject filter drops %s, which the journal tracks", name)
+		}
 	}
 }
 

@@ -19,8 +19,10 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
@@ -308,6 +310,38 @@ func SchedulerCron(expr string) (cron.Schedule, error) {
 		}
 	}
 	return NCRONTAB(strings.Join(append([]string{"0"}, f[:5]...), " "))
+}
+
+// SchedulerRate parses an EventBridge Scheduler rate expression,
+// rate(value unit) with unit minute(s), hour(s) or day(s) (singular for a
+// value of 1), into its period. A rate schedule fires every period from
+// its creation, so it has no fixed phase: it matches an NCRONTAB schedule
+// whose firings are all one period apart.
+func SchedulerRate(expr string) (time.Duration, error) {
+	inner, ok := strings.CutPrefix(expr, "rate(")
+	if inner, ok = strings.CutSuffix(inner, ")"); !ok {
+		return 0, fmt.Errorf("%q is not rate(...)", expr)
+	}
+	f := strings.Fields(inner)
+	if len(f) != 2 {
+		return 0, fmt.Errorf("%q: want a value and a unit", expr)
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 1 || f[0] != strconv.Itoa(n) {
+		return 0, fmt.Errorf("%q: the value %q is not a positive integer", expr, f[0])
+	}
+	unit, plural := f[1], n != 1
+	if plural {
+		var ok bool
+		if unit, ok = strings.CutSuffix(unit, "s"); !ok {
+			return 0, fmt.Errorf("%q: a value other than 1 takes a plural unit", expr)
+		}
+	}
+	per, ok := map[string]time.Duration{"minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[unit]
+	if !ok {
+		return 0, fmt.Errorf("%q: the unit %q is not minute(s), hour(s) or day(s)", expr, f[1])
+	}
+	return time.Duration(n) * per, nil
 }
 
 // NCRONTAB parses a six-field NCRONTAB expression as the Functions host

@@ -137,6 +137,25 @@ func TestSchedulerCron(t *testing.T) {
 	}
 }
 
+func TestSchedulerRate(t *testing.T) {
+	for expr, want := range map[string]time.Duration{
+		"rate(1 minute)": time.Minute, "rate(5 minutes)": 5 * time.Minute,
+		"rate(1 hour)": time.Hour, "rate(2 days)": 48 * time.Hour,
+	} {
+		if got, err := infra.SchedulerRate(expr); err != nil || got != want {
+			t.Errorf("SchedulerRate(%q) = %v, %v; want %v", expr, got, err, want)
+		}
+	}
+	for _, expr := range []string{
+		"cron(* * * * ? *)", "rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "rate(-1 minute)",
+		"rate(01 minute)", "rate(1 second)", "rate(1)", "rate(1 minute", "rate(1 minute 2)",
+	} {
+		if _, err := infra.SchedulerRate(expr); err == nil {
+			t.Errorf("SchedulerRate(%q): no error", expr)
+		}
+	}
+}
+
 // FuzzParseBicep: the reader never panics, and what it accepts it accepts
 // again after a trailing newline.
 func FuzzParseBicep(f *testing.F) {

@@ -13,7 +13,7 @@
 //	rest-request-authorizer  API Gateway REST API Lambda authorizer, REQUEST type
 //	http                     API Gateway HTTP API proxy integration (payload format 2.0): keys, token, jwks, signingkeys, score
 //	function-url             Lambda function URL in BUFFERED invoke mode: the same HTTP functions
-//	scheduled                EventBridge Scheduler target, input {"function":"rotatekeys"} or {"function":"prefetchtokens"}
+//	scheduled                EventBridge Scheduler target, input {"function":"rotatekeys"}, {"function":"prefetchtokens"} or {"function":"snapshot"}
 //
 // Any other value, or none, refuses the start. The mapping of events to the
 // core is package shared/lambdaadapter's.

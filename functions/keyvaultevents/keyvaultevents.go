@@ -6,12 +6,23 @@
 // the same due-check as the rotatekeys timer for that service, and rotate
 // only if due: an event is a backstop for a stopped timer, never a trigger
 // of its own. The same events for the signing-key secret run the signing
-// keys' due-check. Every other event (other types, other secrets such as
-// tok-* or admin-key, other object types, unknown services, services not
-// in key mode) is ignored with a log line saying why. Because the
-// outcome depends only on the keys' state and the time, duplicate, late and
-// out-of-order deliveries are harmless. The host invokes it with the
-// invocation envelope at /keyvaultevents.
+// keys' due-check.
+//
+// SecretNewVersionCreated for a secret the change journal tracks (the
+// service key secrets and active copies, admin-key and signing-key;
+// keysecret.Tracked) records the version in the journal, unless it is
+// there already (the app's own writes), so that every instance learns of
+// a version written from outside the app (the portal, the CLI) as of the
+// app's own writes; it fails, for Event Grid to deliver it again, when
+// the record cannot be written. The same event for any other secret is
+// ignored.
+//
+// Every other event (other types, other secrets such as tok-*, expiry
+// events of admin-key, other object types, unknown services, services not
+// in key mode) is ignored with a log line saying why. Because the outcome
+// depends only on the keys' state, the journal's records and the time,
+// duplicate, late and out-of-order deliveries are harmless. The host
+// invokes it with the invocation envelope at /keyvaultevents.
 package keyvaultevents
 
 import (
@@ -66,8 +77,9 @@ func (f *Function) Handler() http.Handler {
 	return azfunc.EventGridHandler(Binding, f.Handle, f.Log)
 }
 
-// Handle handles one event. It fails only when a rotation it ran failed, so
-// that Event Grid delivers the event again.
+// Handle handles one event. It fails only when a rotation it ran, or the
+// record of a new version, failed, so that Event Grid delivers the event
+// again.
 func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 	ignore := func(why string, args ...any) error {
 		f.Log.Info("keyvaultevent_ignored", append([]any{"eventId", ev.ID, "eventType", ev.EventType, "reason", why}, args...)...)

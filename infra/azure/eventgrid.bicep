@@ -29,9 +29,13 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-// SecretNearExpiry (30 days before a version's exp) and SecretExpired, for the service keys
-// (svc-<service>-primary/-secondary) and the signing key only. The function runs the same
-// due-check as the rotatekeys timer: an event never forces a rotation by itself.
+// Events of the secrets validators need only: the service keys and their active copies
+// (svc-<service>-primary/-secondary/-active), the administrator key and the signing key.
+// SecretNearExpiry (30 days before a version's exp) and SecretExpired run the same due-check as
+// the rotatekeys timer (an event never forces a rotation by itself; admin-key's are ignored).
+// SecretNewVersionCreated records the version in the change journal, unless the app's own write
+// recorded it already, so that every instance learns of a version written from outside the app
+// (the portal, the CLI) as of the app's own writes, within two journal slots.
 resource keyvaultevents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: topic
   name: 'keyvaultevents'
@@ -49,12 +53,13 @@ resource keyvaultevents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@202
       includedEventTypes: [
         'Microsoft.KeyVault.SecretNearExpiry'
         'Microsoft.KeyVault.SecretExpired'
+        'Microsoft.KeyVault.SecretNewVersionCreated'
       ]
       advancedFilters: [
         {
           operatorType: 'StringBeginsWith'
           key: 'subject'
-          values: ['svc-', 'signing-key']
+          values: ['svc-', 'admin-key', 'signing-key']
         }
       ]
     }

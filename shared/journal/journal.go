@@ -7,8 +7,8 @@
 //
 // Every write of such a secret through a [secretstore.Store] carrying
 // [Journal.Hook] appends a record: a new version of the journal secret of
-// the current time slot, journal-<yyyymmdd>-<hhmmss> (the slot's start,
-// UTC; slots are one key-cache TTL long). The record's tags are the
+// the current time slot, journal-<yyyymmdd>-<hhmmss><mmm> (the slot's
+// start, UTC, to the millisecond; slots are a key-cache TTL less 250 ms). The record's tags are the
 // written version's own tags plus its name, version id, times, enabled
 // flag and the HMAC-SHA256 of its value under the journal key (the secret
 // journal-key; never a plain hash, since tags are visible to anyone who

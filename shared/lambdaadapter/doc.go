@@ -13,8 +13,9 @@
 //   - [HTTPHandler] and [FunctionURLHandler]: an HTTP API Lambda proxy
 //     integration (payload format 2.0) and a Lambda function URL in
 //     BUFFERED invoke mode, served by the app's http.Handler.
-//   - [Scheduled]: the timer functions (rotatekeys, prefetchtokens) run by
-//     EventBridge Scheduler with the target input {"function":"<name>"}.
+//   - [Scheduled]: the timer functions (rotatekeys, prefetchtokens,
+//     snapshot) run by EventBridge Scheduler with the target input
+//     {"function":"<name>"}.
 //
 // # Authorizers
 //

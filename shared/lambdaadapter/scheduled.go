@@ -16,8 +16,8 @@ import (
 var ErrUnknownFunction = errors.New("lambdaadapter: unknown scheduled function")
 
 // ScheduledEvent is the input of an EventBridge Scheduler target, which
-// Scheduler delivers to the function as it is: {"function":"rotatekeys"}
-// or {"function":"prefetchtokens"}.
+// Scheduler delivers to the function as it is: {"function":"rotatekeys"},
+// {"function":"prefetchtokens"} or {"function":"snapshot"}.
 type ScheduledEvent struct {
 	Function string `json:"function"`
 }
