@@ -121,6 +121,7 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
+	$(GO) test -run='^$$' -bench=WrongKeyFlood -benchtime=1x ./functions -flood-settled
 	$(GO) test -run=TestRotationUnderLoad -v ./functions -rotation-load=30s
 	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 

@@ -46,7 +46,9 @@ const Binding = "event"
 // Journal records a version written from outside the app:
 // [journal.Journal].
 type Journal interface {
-	Record(ctx context.Context, name, version string) error
+	// Record says what it did: "recorded", or why not ("already_known",
+	// "no_such_version", "not_tracked").
+	Record(ctx context.Context, name, version string) (string, error)
 }
 
 // Rotator rotates a service's keys when due: [rotation.Rotator].
@@ -148,9 +150,13 @@ func (f *Function) record(ctx context.Context, ev azfunc.EventGridEvent, name, v
 	case !versionRE.MatchString(version):
 		return ignore("no_version", "secret", name)
 	}
-	if err := f.Journal.Record(ctx, name, version); err != nil {
+	outcome, err := f.Journal.Record(ctx, name, version)
+	if err != nil {
 		azfunc.Logf(ctx, "keyvaultevents: %s: recording version %s failed: %v", name, version, err)
 		return fmt.Errorf("recording %s: %w", name, err)
+	}
+	if outcome != "recorded" {
+		return ignore(outcome, "secret", name, "version", version)
 	}
 	f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "secret", name, "version", version)
 	azfunc.Logf(ctx, "keyvaultevents: %s: version %s recorded", name, version)

@@ -254,17 +254,37 @@ func (j *Journal) Miss(ctx context.Context, seen *View) (*View, error) {
 	first, last := seen.listed+1, slotOf(now, seen.slot)
 	j.nextMiss = now.Add(time.Duration(last-first+1) * j.opts.RefreshMinInterval)
 	j.missMu.Unlock()
-	if t := j.opts.ReadTimeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
+	// The read may outlive the caller (ReadTimeout): it goes on in the
+	// background for at most cache.MaxBackgroundRead, and its result is
+	// merged into the view when it ends.
+	done := make(chan error, 1)
+	go func() {
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), cache.MaxBackgroundRead)
 		defer cancel()
+		err := j.listOpen(bg, seen, first, last, now)
+		if err != nil {
+			j.opts.Gate.Failed(now, err)
+			j.opts.Logger.Warn("journal_miss_read_failed", "error", err.Error())
+		}
+		done <- err
+	}()
+	var timeout <-chan time.Time
+	if t := j.opts.ReadTimeout; t > 0 {
+		tm := time.NewTimer(t)
+		defer tm.Stop()
+		timeout = tm.C
 	}
-	if err := j.listOpen(ctx, seen, first, last, now); err != nil {
-		j.opts.Gate.Failed(now, err)
-		j.opts.Logger.Warn("journal_miss_read_failed", "error", err.Error())
-		return seen, nil // the answer comes from what is known
+	select {
+	case err := <-done:
+		if err != nil {
+			return seen, nil // the answer comes from what is known
+		}
+		return j.Peek(), nil
+	case <-timeout:
+		return seen, nil
+	case <-ctx.Done():
+		return seen, nil
 	}
-	return j.Peek(), nil
 }
 
 // Reload reads the journal now (a poll), whatever is cached.

@@ -440,3 +440,35 @@ func TestThrottledMissBacksOffTheInstance(t *testing.T) {
 		t.Fatal("the gate is open")
 	}
 }
+
+func TestRecordAVersionWrittenOutsideTheApp(t *testing.T) {
+	v := newVault(t, driver.RandomOrder)
+	a, sa := v.instance()
+	b, _ := v.instance()
+	view(t, a)
+	view(t, b)
+	ctx := context.Background()
+	// The app's own write: the event finds it known.
+	p := write(t, sa, "svc-x-primary", "from-the-app")
+	if got, err := a.Record(ctx, "svc-x-primary", p.Version); err != nil || got != AlreadyKnown {
+		t.Fatalf("Record of the app's write = %q, %v; want %s", got, err, AlreadyKnown)
+	}
+	// A write in the portal (no hook) reaches b through the event on a.
+	q := write(t, v.base, "svc-x-primary", "from-the-portal")
+	if got, err := a.Record(ctx, "svc-x-primary", q.Version); err != nil || got != Recorded {
+		t.Fatalf("Record of an outside write = %q, %v; want %s", got, err, Recorded)
+	}
+	returned := v.clock.Now()
+	for v.clock.Now().Sub(returned) <= b.Bound() {
+		view(t, b)
+		v.clock.Advance(time.Second)
+	}
+	if !knows(t, b, "svc-x-primary", "from-the-portal") || knows(t, b, "svc-x-primary", "from-the-app") {
+		t.Fatal("another instance does not know the portal's version as the newest")
+	}
+	for name, want := range map[string]string{"svc-x-primary": NoSuchVersion, "tok-x": NotTracked, "journal-key": NotTracked} {
+		if got, err := a.Record(ctx, name, "0123456789abcdef0123456789abcdef"); err != nil || got != want {
+			t.Errorf("Record(%s) = %q, %v; want %s", name, got, err, want)
+		}
+	}
+}

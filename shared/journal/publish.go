@@ -101,32 +101,59 @@ func (j *Journal) applyLocal(ctx context.Context, e Entry) {
 	j.merge(st.listed, st, map[string]bool{e.Name: true})
 }
 
+// What [Journal.Record] did.
+const (
+	Recorded      = "recorded"        // a record was written
+	AlreadyKnown  = "already_known"   // the journal held the version (the app's own writes)
+	NoSuchVersion = "no_such_version" // the vault has no such version (nothing to record)
+	NotTracked    = "not_tracked"     // validators do not need the secret
+)
+
 // Record records a version written from outside the app (Key Vault's
-// SecretNewVersionCreated event), unless the journal already holds it.
-func (j *Journal) Record(ctx context.Context, name, version string) error {
+// SecretNewVersionCreated event), unless the journal already holds it,
+// and says which it did.
+func (j *Journal) Record(ctx context.Context, name, version string) (string, error) {
 	name = strings.ToLower(name)
 	if strings.HasPrefix(name, Prefix) || !j.opts.Tracked(name) {
-		return nil
+		return NotTracked, nil
 	}
 	st, err := j.View(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, ok := st.secrets[name].version(version); !ok {
 		// The app's own writes are recorded by their writers: look at
 		// the slots not yet listed before recording it again.
 		now := j.opts.Now()
 		if err := j.listOpen(ctx, st, st.listed+1, slotOf(now, st.slot), now); err != nil {
-			return err
+			return "", err
 		}
 		st = j.Peek()
 	}
 	if _, ok := st.secrets[name].version(version); ok {
-		return nil
+		return AlreadyKnown, nil
 	}
 	sec, err := j.store.GetSecret(ctx, name, version)
-	if err != nil {
-		return err
+	switch secretstore.Code(err) {
+	case secretstore.NotFound:
+		return NoSuchVersion, nil
+	case secretstore.Disabled:
+		// Disabled before the event came: record it so.
+		props, err := j.store.ListVersions(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range props {
+			if p.Version == version {
+				e := j.entryOf(p, "", st.key)
+				e.Digest, e.KeyVersion, e.Public = "", "", ""
+				return Recorded, j.publish(ctx, e)
+			}
+		}
+		return NoSuchVersion, nil
 	}
-	return j.publish(ctx, j.entryOf(sec.Properties, sec.Value, st.key))
+	if err != nil {
+		return "", err
+	}
+	return Recorded, j.publish(ctx, j.entryOf(sec.Properties, sec.Value, st.key))
 }

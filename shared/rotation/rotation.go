@@ -53,7 +53,7 @@ type Rotator struct {
 	// unless the journal holds it ([journal.Journal.Record]): a resumed
 	// rotation records its staging again, in case the run that wrote it
 	// died before its record.
-	Record func(ctx context.Context, name, version string) error
+	Record func(ctx context.Context, name, version string) (string, error)
 	Policy func(service string) Policy
 	Now    func() time.Time // nil: time.Now
 	Log    *slog.Logger     // nil: discard
@@ -187,7 +187,7 @@ func (r *Rotator) resume(ctx context.Context, service string) (x *pass, done *Re
 			// The staging's record may be lost with the run that wrote it
 			// (a crash, or a record that failed): validators learn of the
 			// staged key from it, so it is written again unless it exists.
-			if err := r.Record(ctx, x.secret, v.ID); err != nil {
+			if _, err := r.Record(ctx, x.secret, v.ID); err != nil {
 				res, err := r.fail(service, x.res.Rotation, "record", err)
 				return nil, &res, err
 			}
