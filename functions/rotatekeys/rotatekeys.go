@@ -18,6 +18,7 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/signingkey"
+	"github.com/modelauth/modelauth/shared/timer"
 )
 
 // Binding is the timer trigger binding's name in function.json.
@@ -112,12 +113,5 @@ func (f *Function) sleep(ctx context.Context, d time.Duration) error {
 	if f.Sleep != nil {
 		return f.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return timer.Sleep(ctx, d)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/timer"
 )
 
 // Staged is a value staged as the next key of a service.
@@ -66,14 +67,7 @@ func (v *ValidatorTarget) Apply(ctx context.Context, _ string, _ keysecret.KeyTy
 	if v.Sleep != nil {
 		return v.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return timer.Sleep(ctx, d)
 }
 
 // Test checks the value with the validators' own code.

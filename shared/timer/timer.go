@@ -6,7 +6,10 @@
 // adapter needs no other host's package to run a timer function.
 package timer
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Info describes one run of a timer function.
 type Info struct {
@@ -19,3 +22,17 @@ type Info struct {
 // Func is a timer function. It returns the run's failure, so that a host
 // that retries failed runs can do so.
 type Func func(ctx context.Context, t Info) error
+
+// Sleep waits d, or until ctx ends (then it returns ctx's error): the wait
+// of code that runs on a schedule (a rotation's wait between staging and
+// activation, the spread between a timer run's starts).
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
