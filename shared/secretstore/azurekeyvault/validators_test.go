@@ -38,7 +38,10 @@ func TestOutageServesCachedKeysThenUnavailable(t *testing.T) {
 	}
 	for _, f := range []keyvaulttest.Fault{{Status: 503}, {Reset: true}} {
 		kv.ClearFaults()
+		// Validators read the change journal's slots (listings) and, on
+		// a cold start or a conflict, secrets: both fail.
 		kv.InjectFault(keyvaulttest.OpGet, f)
+		kv.InjectFault(keyvaulttest.OpList, f)
 		c.Advance(31 * time.Second)
 		if kt, err := ring.Validate(ctx, "iris", keys.SecondaryKey); err != nil || kt != keysecret.Secondary {
 			t.Fatalf("%+v: cached key within the bound: %q, %v", f, kt, err)
