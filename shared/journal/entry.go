@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
 
 // An Entry is what validators know of one version of a secret: its
@@ -82,7 +83,7 @@ func recordTags(e Entry) (map[string]string, error) {
 			n := min(len(p), secretstore.MaxTagValueLen)
 			t[tagPublic+strconv.Itoa(i)], p = p[:n], p[n:]
 		}
-	} else {
+	} else if e.Digest != "" {
 		t[tagDigest], t[tagKey] = e.Digest, e.KeyVersion
 	}
 	if len(t) > secretstore.MaxTags {
@@ -148,22 +149,39 @@ func Digest(key []byte, value string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// entryOf is the entry of a version whose value is value.
-func (j *Journal) entryOf(p secretstore.Properties, value string, key journalKey) Entry {
+// entryOfProps is what p says of its version, without its value: the
+// entry of a disabled version, which no value of counts.
+func entryOfProps(p secretstore.Properties) Entry {
 	e := Entry{
 		Name: strings.ToLower(p.Name), Version: p.Version,
-		Created: p.Created.UTC().Truncate(time.Second), Updated: p.Updated.UTC().Truncate(time.Second),
+		Created: driver.WholeSecond(p.Created), Updated: driver.WholeSecond(p.Updated),
 		Enabled: p.Enabled, Tags: maps.Clone(p.Tags),
 	}
 	if e.Tags == nil {
 		e.Tags = map[string]string{}
 	}
+	return e
+}
+
+// entryOf is the entry of a version whose value is value: its digest under
+// key, or its public key for a private-key secret.
+func (j *Journal) entryOf(p secretstore.Properties, value string, key journalKey) Entry {
+	e := entryOfProps(p)
 	if pub, ok := j.public(e.Name, value); ok {
 		e.Public = pub
 	} else {
 		e.Digest, e.KeyVersion = Digest(key.value, value), key.version
 	}
 	return e
+}
+
+// latestCreated is the latest creation second of the versions listed.
+func latestCreated(props []secretstore.Properties) time.Time {
+	var latest time.Time
+	for _, p := range props {
+		latest = maxTime(latest, driver.WholeSecond(p.Created))
+	}
+	return latest
 }
 
 // public is Options.Public, if it applies to name.

@@ -52,6 +52,7 @@ import (
 
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/secretstore"
+	"github.com/modelauth/modelauth/shared/secretstore/driver"
 )
 
 // Secret names.
@@ -472,11 +473,7 @@ func (j *Journal) resolve(ctx context.Context, st *View, name string) error {
 		if err != nil {
 			return err
 		}
-		var floor time.Time
-		for _, p := range props {
-			floor = maxTime(floor, p.Created.UTC().Truncate(time.Second))
-		}
-		st.resolved(name, nil, j.opts.AllVersions(name), floor)
+		st.resolved(name, nil, j.opts.AllVersions(name), latestCreated(props))
 		return nil
 	case secretstore.NotFound:
 		delete(st.secrets, name) // deleted from outside the app
@@ -579,7 +576,7 @@ func (j *Journal) scanSecret(ctx context.Context, st *View, name string) error {
 		return err
 	}
 	for _, p := range props {
-		e := j.entryOf(p, "", st.key)
+		e := entryOfProps(p)
 		if p.Enabled {
 			sec, err := j.store.GetSecret(ctx, name, p.Version)
 			switch secretstore.Code(err) {
@@ -590,9 +587,6 @@ func (j *Journal) scanSecret(ctx context.Context, st *View, name string) error {
 			default:
 				return err
 			}
-		}
-		if !e.Enabled {
-			e.Digest, e.KeyVersion, e.Public = "", "", ""
 		}
 		st.apply(e, true)
 	}
@@ -659,16 +653,12 @@ func (j *Journal) recordUnreadable(ctx context.Context, cur *View, name string) 
 	if err != nil {
 		return err
 	}
-	var latest time.Time
+	latest := latestCreated(props)
 	for _, p := range props {
-		latest = maxTime(latest, p.Created.UTC().Truncate(time.Second))
-	}
-	for _, p := range props {
-		if p.Enabled || !p.Created.UTC().Truncate(time.Second).Equal(latest) {
+		if p.Enabled || !driver.WholeSecond(p.Created).Equal(latest) {
 			continue
 		}
-		e := j.entryOf(p, "", cur.key)
-		e.Digest, e.KeyVersion, e.Public = "", "", ""
+		e := entryOfProps(p)
 		if known, ok := cur.secrets[name].version(e.Version); ok && known.same(e) {
 			continue
 		}

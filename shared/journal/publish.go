@@ -33,10 +33,9 @@ func (j *Journal) Hook(ctx context.Context, w secretstore.Write) error {
 	case w.Set:
 		e = j.entryOf(w.Props, w.Value, st.key)
 	case !w.Props.Enabled:
-		e = j.entryOf(w.Props, "", st.key)
-		e.Digest, e.KeyVersion, e.Public = "", "", ""
+		e = entryOfProps(w.Props)
 	case ok && (known.Digest != "" || known.Public != ""):
-		e = j.entryOf(w.Props, "", st.key)
+		e = entryOfProps(w.Props)
 		e.Digest, e.KeyVersion, e.Public = known.Digest, known.KeyVersion, known.Public
 	default:
 		// An update of a version this instance has no digest of: the
@@ -145,9 +144,7 @@ func (j *Journal) Record(ctx context.Context, name, version string) (string, err
 		}
 		for _, p := range props {
 			if p.Version == version {
-				e := j.entryOf(p, "", st.key)
-				e.Digest, e.KeyVersion, e.Public = "", "", ""
-				return Recorded, j.publish(ctx, e)
+				return Recorded, j.publish(ctx, entryOfProps(p))
 			}
 		}
 		return NoSuchVersion, nil
