@@ -10,6 +10,8 @@
 package keysecret
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"regexp"
 	"strings"
 	"time"
@@ -53,27 +55,48 @@ const (
 
 // KeySecret returns the secret name of one of a service's keys:
 // svc-<service>-primary or svc-<service>-secondary.
-func KeySecret(service string, kt KeyType) string {
-	if kt == Secondary {
-		return "svc-" + service + "-secondary"
-	}
-	return "svc-" + service + "-primary"
-}
+func KeySecret(service string, kt KeyType) string { return Services.Key(service, kt) }
 
 // ActiveSecret returns the name of the secret holding a copy of a service's
 // active key, svc-<service>-active: what clients read. Its tag slot names
 // the key it copies.
-func ActiveSecret(service string) string { return "svc-" + service + "-active" }
+func ActiveSecret(service string) string { return Services.Active(service) }
 
-// TokenSecret returns the name of the secret holding a consumer's token:
-// tok-<consumer>.
-func TokenSecret(consumer string) string { return "tok-" + consumer }
+// A Family names the key secrets of one kind of keyed thing: the app's own
+// services ([Services]: svc-<name>-primary, -secondary and -active) or the
+// Azure ML online endpoints whose keys the app rotates ([Endpoints]:
+// aml-<name>-primary, -secondary and -active). The two share the rotation
+// protocol and the tags; only the names and the kind tags differ.
+type Family struct {
+	Prefix     string // the names' first segment, "svc" or "aml"
+	KeyKind    string // kind tag of the key versions
+	ActiveKind string // kind tag of the active copy
+}
 
-// ServiceOf returns the service whose key secret name is: the <service> of
-// svc-<service>-primary, -secondary or -active. Secret names compare
-// without regard to case, as in Key Vault; service names are lower case.
-func ServiceOf(name string) (string, bool) {
-	rest, ok := strings.CutPrefix(strings.ToLower(name), "svc-")
+// The families.
+var (
+	Services  = Family{Prefix: "svc", KeyKind: KindServiceKey, ActiveKind: KindActiveKey}
+	Endpoints = Family{Prefix: "aml", KeyKind: KindEndpointKey, ActiveKind: KindEndpointActiveKey}
+)
+
+// Key returns the secret name of one of name's keys:
+// <prefix>-<name>-primary or <prefix>-<name>-secondary.
+func (f Family) Key(name string, kt KeyType) string {
+	if kt == Secondary {
+		return f.Prefix + "-" + name + "-secondary"
+	}
+	return f.Prefix + "-" + name + "-primary"
+}
+
+// Active returns the name of the secret holding a copy of name's active
+// key, <prefix>-<name>-active: what clients read.
+func (f Family) Active(name string) string { return f.Prefix + "-" + name + "-active" }
+
+// Of returns the name whose key secret or active copy secret is. Secret
+// names compare without regard to case, as in Key Vault; names are lower
+// case.
+func (f Family) Of(secret string) (string, bool) {
+	rest, ok := strings.CutPrefix(strings.ToLower(secret), f.Prefix+"-")
 	if !ok {
 		return "", false
 	}
@@ -84,6 +107,29 @@ func ServiceOf(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// KeyTags returns the tags of a new current version of one of name's keys.
+func (f Family) KeyTags(name string) map[string]string {
+	t := Managed(f.KeyKind)
+	t[TagService], t[TagState] = name, StateCurrent
+	return t
+}
+
+// ActiveTags returns the tags of the active copy of name's kt key.
+func (f Family) ActiveTags(name string, kt KeyType) map[string]string {
+	t := Managed(f.ActiveKind)
+	t[TagService], t[TagSlot] = name, strings.ToLower(string(kt))
+	return t
+}
+
+// TokenSecret returns the name of the secret holding a consumer's token:
+// tok-<consumer>.
+func TokenSecret(consumer string) string { return "tok-" + consumer }
+
+// ServiceOf returns the service whose key secret name is: the <service> of
+// svc-<service>-primary, -secondary or -active. Secret names compare
+// without regard to case, as in Key Vault; service names are lower case.
+func ServiceOf(name string) (string, bool) { return Services.Of(name) }
 
 // Tracked reports whether validators need to know of the writes of a
 // secret: a service's key secrets and active copy, the administrator key
@@ -112,6 +158,11 @@ const (
 	TagSlot      = "slot"       // on the active copy: "primary" or "secondary"
 	TagKid       = "kid"        // a signing key's RFC 7638 thumbprint
 	TagAlg       = "alg"        // a signing key's algorithm
+	// TagFingerprint is on an endpoint's key versions: the first 128 bits
+	// of the value's SHA-256, in hex ([Fingerprint]), so that a key found
+	// at the endpoint can be told to be one the app wrote without reading
+	// every version's value.
+	TagFingerprint = "fp"
 	// A stored token's refreshAfter and expiryOn, Unix seconds (decimal).
 	TagRefreshAfter = "refreshAfter"
 	TagExpiryOn     = "expiryOn"
@@ -125,11 +176,14 @@ const (
 	ManagedBy      = "modelauth"
 	KindServiceKey = "service-key"
 	KindActiveKey  = "active-key"
-	KindAdminKey   = "admin-key"
-	KindSigningKey = "signing-key"
-	KindToken      = "token"
-	StateCurrent   = "current"
-	StateStaged    = "staged"
+	// An Azure ML endpoint's key versions and active copy.
+	KindEndpointKey       = "endpoint-key"
+	KindEndpointActiveKey = "endpoint-active-key"
+	KindAdminKey          = "admin-key"
+	KindSigningKey        = "signing-key"
+	KindToken             = "token"
+	StateCurrent          = "current"
+	StateStaged           = "staged"
 )
 
 // Managed returns the tags every secret modelauth writes carries: managed-by
@@ -139,17 +193,11 @@ func Managed(kind string) map[string]string {
 }
 
 // ServiceTags returns the tags of a new current version of a service key.
-func ServiceTags(service string) map[string]string {
-	t := Managed(KindServiceKey)
-	t[TagService], t[TagState] = service, StateCurrent
-	return t
-}
+func ServiceTags(service string) map[string]string { return Services.KeyTags(service) }
 
 // ActiveTags returns the tags of the active copy of kt's key.
 func ActiveTags(service string, kt KeyType) map[string]string {
-	t := Managed(KindActiveKey)
-	t[TagService], t[TagSlot] = service, strings.ToLower(string(kt))
-	return t
+	return Services.ActiveTags(service, kt)
 }
 
 // KeyTypeOfSlot reads an active copy's slot tag.
@@ -158,6 +206,13 @@ func KeyTypeOfSlot(tags map[string]string) KeyType {
 		return Secondary
 	}
 	return Primary
+}
+
+// Fingerprint is the fp tag of an endpoint key's value. Keys are random
+// (at least 128 bits), so the hash reveals nothing a guess could use.
+func Fingerprint(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return hex.EncodeToString(sum[:16])
 }
 
 // ExpiryMargin is how long after a key version's due time its exp is set:

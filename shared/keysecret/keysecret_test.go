@@ -1,6 +1,7 @@
 package keysecret
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -86,5 +87,36 @@ func TestParseKeyType(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("ParseKeyType(%q) = %q, %v", in, got, ok)
 		}
+	}
+}
+
+// TestEndpointFamily pins the endpoint family's names and tags, and that
+// neither family claims the other's secrets.
+func TestEndpointFamily(t *testing.T) {
+	for got, want := range map[string]string{
+		Endpoints.Key("churn", Primary):                           "aml-churn-primary",
+		Endpoints.Key("churn", Secondary):                         "aml-churn-secondary",
+		Endpoints.Active("churn"):                                 "aml-churn-active",
+		Endpoints.KeyTags("churn")[TagKind]:                       "endpoint-key",
+		Endpoints.ActiveTags("churn", Secondary)[TagKind]:         "endpoint-active-key",
+		Endpoints.ActiveTags("churn", Secondary)[TagSlot]:         "secondary",
+		Endpoints.KeyTags("churn")[TagService]:                    "churn",
+		Services.KeyTags("iris")[TagKind]:                         "service-key",
+		Fingerprint("k"):                                          "8254c329a92850f6d539dd376f4816ee",
+		strconv.Itoa(len(Fingerprint("a much longer key value"))): "32",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"aml-churn-primary": "churn", "AML-Churn-Active": "churn", "svc-churn-primary": "", "aml-churn": "",
+	} {
+		if got, ok := Endpoints.Of(name); got != want || ok != (want != "") {
+			t.Errorf("Endpoints.Of(%q) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	if _, ok := ServiceOf("aml-churn-primary"); ok || Tracked("aml-churn-active") {
+		t.Error("an endpoint's secret is taken for a service's")
 	}
 }

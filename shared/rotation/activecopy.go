@@ -16,13 +16,13 @@ import (
 // rotation and activation tags of versionTags, the tags of the key version
 // it copies.
 func (r *Rotator) writeActiveCopy(ctx context.Context, service string, kt keysecret.KeyType, value string, versionTags map[string]string) error {
-	tags := keysecret.ActiveTags(service, kt)
+	tags := r.family().ActiveTags(service, kt)
 	for _, k := range []string{keysecret.TagRotation, keysecret.TagActivated} {
 		if v := versionTags[k]; v != "" {
 			tags[k] = v
 		}
 	}
-	_, err := r.Store.SetSecret(ctx, keysecret.ActiveSecret(service), secretstore.SetParams{Value: value, Enabled: true, Tags: tags})
+	_, err := r.Store.SetSecret(ctx, r.family().Active(service), secretstore.SetParams{Value: value, Enabled: true, Tags: tags})
 	return err
 }
 
@@ -30,7 +30,7 @@ func (r *Rotator) writeActiveCopy(ctx context.Context, service string, kt keysec
 // unless the copy already carries that activation or a later one; told
 // reports whether it wrote.
 func (r *Rotator) advanceActiveCopy(ctx context.Context, service string, kt keysecret.KeyType, value string, versionTags map[string]string) (told bool, err error) {
-	have, err := r.Store.GetSecret(ctx, keysecret.ActiveSecret(service), "")
+	have, err := r.Store.GetSecret(ctx, r.family().Active(service), "")
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
 		return false, err
 	}
@@ -49,7 +49,7 @@ func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State
 		return false, nil // no keys yet: Provision creates them
 	}
 	kt := keysecret.KeyTypes[active]
-	have, err := r.Store.GetSecret(ctx, keysecret.ActiveSecret(service), "")
+	have, err := r.Store.GetSecret(ctx, r.family().Active(service), "")
 	switch {
 	case err != nil && secretstore.Code(err) != secretstore.NotFound:
 		return false, err
@@ -62,7 +62,7 @@ func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State
 	}
 	// The copy is behind: a newer activation, or a version of the same
 	// activation written after it (a regen_key whose copy write failed).
-	want, err := r.Store.GetSecret(ctx, keysecret.KeySecret(service, kt), cur.ID)
+	want, err := r.Store.GetSecret(ctx, r.family().Key(service, kt), cur.ID)
 	if err != nil {
 		return false, err
 	}
@@ -83,7 +83,7 @@ func (r *Rotator) repairActiveCopy(ctx context.Context, service string, st State
 // either written the copy already (and it is fixed here) or will see the
 // write above its value and stand down.
 func (r *Rotator) followRegen(ctx context.Context, service string, kt keysecret.KeyType, value, activated string) error {
-	have, err := r.Store.GetSecret(ctx, keysecret.ActiveSecret(service), "")
+	have, err := r.Store.GetSecret(ctx, r.family().Active(service), "")
 	switch {
 	case err != nil && secretstore.Code(err) == secretstore.NotFound:
 		return nil

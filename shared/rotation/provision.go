@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -25,8 +24,9 @@ func (r *Rotator) Provision(ctx context.Context, service string) error {
 	policy := r.Policy(service)
 	var keys [2]secretstore.Secret
 	disabled := [2]bool{}
+	adopt := r.adopter(service)
 	for i, kt := range keysecret.KeyTypes {
-		sec, err := r.readOrCreate(ctx, keysecret.KeySecret(service, kt), keysecret.ServiceTags(service), "", policy)
+		sec, err := r.readOrCreate(ctx, service, r.family().Key(service, kt), func() (string, error) { return adopt(ctx, i) }, policy)
 		switch {
 		case errors.Is(err, ErrDisabled):
 			disabled[i] = true
@@ -37,30 +37,53 @@ func (r *Rotator) Provision(ctx context.Context, service string) error {
 	}
 	if disabled[0] {
 		// The copy would be created from the Primary.
-		return fmt.Errorf("%w: %s", ErrDisabled, keysecret.KeySecret(service, keysecret.Primary))
+		return fmt.Errorf("%w: %s", ErrDisabled, r.family().Key(service, keysecret.Primary))
 	}
-	copySec, err := r.readOrCreate(ctx, keysecret.ActiveSecret(service), keysecret.ActiveTags(service, keysecret.Primary), keys[0].Value, Policy{})
+	copySec, err := r.readOrCreate(ctx, service, r.family().Active(service), func() (string, error) { return keys[0].Value, nil }, Policy{})
 	if err != nil {
 		return err
 	}
 	if kt := keysecret.KeyTypeOfSlot(copySec.Tags); disabled[slotIndex(kt)] {
-		return fmt.Errorf("%w: %s", ErrDisabled, keysecret.KeySecret(service, kt))
+		return fmt.Errorf("%w: %s", ErrDisabled, r.family().Key(service, kt))
 	}
 	if err := r.converge(ctx, service, copySec, keys); err != nil {
 		return err
 	}
 	if disabled[1] {
-		return fmt.Errorf("%w: %s", ErrDisabled, keysecret.KeySecret(service, keysecret.Secondary))
+		return fmt.Errorf("%w: %s", ErrDisabled, r.family().Key(service, keysecret.Secondary))
 	}
 	return nil
 }
 
+// adopter returns what a missing key of service is created with: a new
+// key, or, with a [Remote] target, the key the remote holds in that slot
+// (read once per Provision), so that the keys clients already use keep
+// working and get_keys tells them from the start.
+func (r *Rotator) adopter(service string) func(ctx context.Context, slot int) (string, error) {
+	rem, ok := r.remote()
+	if !ok {
+		return func(context.Context, int) (string, error) { return r.newKey() }
+	}
+	var have *[2]string
+	return func(ctx context.Context, slot int) (string, error) {
+		if have == nil {
+			keys, err := rem.Keys(ctx, service)
+			if err != nil {
+				return "", fmt.Errorf("adopting the keys of %s: %w", service, err)
+			}
+			have = &keys
+			r.log().Info("endpoint_keys_adopted", "service", service)
+		}
+		return have[slot], nil
+	}
+}
+
 // readOrCreate reads a secret's newest version, creating the secret with
-// value (a new key if "") when it does not exist. Another instance may
-// create it at the same moment: the newest version is read back, the one
-// every instance converges on. A key version's exp follows policy; the
-// active copy (a zero policy) has none.
-func (r *Rotator) readOrCreate(ctx context.Context, name string, tags map[string]string, value string, policy Policy) (secretstore.Secret, error) {
+// the value from value when it does not exist: a key version of service
+// when policy has a period, its active copy (a copy of the Primary, with
+// no exp) otherwise. Another instance may create it at the same moment:
+// the newest version is read back, the one every instance converges on.
+func (r *Rotator) readOrCreate(ctx context.Context, service, name string, value func() (string, error), policy Policy) (secretstore.Secret, error) {
 	sec, err := r.Store.GetSecret(ctx, name, "")
 	switch secretstore.Code(err) {
 	case secretstore.Unknown:
@@ -70,14 +93,13 @@ func (r *Rotator) readOrCreate(ctx context.Context, name string, tags map[string
 	case secretstore.Disabled:
 		return sec, fmt.Errorf("%w: %s", ErrDisabled, name)
 	case secretstore.NotFound:
-		if value == "" {
-			if value, err = apikey.Generate(); err != nil {
-				return sec, err
-			}
+		v, err := value()
+		if err != nil {
+			return sec, err
 		}
-		p := secretstore.SetParams{Value: value, Enabled: true, Tags: tags}
+		p := secretstore.SetParams{Value: v, Enabled: true, Tags: r.family().ActiveTags(service, keysecret.Primary)}
 		if policy.Period > 0 {
-			p.Expires = policy.expiry(r.now())
+			p.Tags, p.Expires = r.keyTags(service, v), policy.expiry(r.now())
 		}
 		if _, err := r.Store.SetSecret(ctx, name, p); err != nil {
 			return sec, fmt.Errorf("creating %s: %w", name, err)

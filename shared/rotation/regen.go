@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/modelauth/modelauth/shared/apikey"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
 )
@@ -28,6 +27,12 @@ var (
 	// record was not (secretstore.Unpublished): it is in effect nowhere,
 	// and the old key still works; call again.
 	ErrNotPublished = errors.New("rotation: the key was written but not published")
+	// ErrNotApplied: the new key was written to the store, but the
+	// remote target (an Azure ML endpoint) did not take it: its old value
+	// still works there, and clients are still told it. The next
+	// due-check sets the new value at the remote (drift repair), or call
+	// again.
+	ErrNotApplied = errors.New("rotation: the key was written to the store, but the endpoint did not take it")
 )
 
 // KeyCache is what this instance's validators know of the keys:
@@ -48,19 +53,46 @@ type KeyCache interface {
 func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.KeyType, value string) error {
 	if value == "" {
 		var err error
-		if value, err = apikey.Generate(); err != nil {
+		if value, err = r.newKey(); err != nil {
 			return err
 		}
-	} else if err := apikey.Check(value); err != nil {
+	} else if err := r.checkKey(value); err != nil {
 		return err
-	} else if r.Keys.InUse(ctx, value) {
+	} else if r.Keys != nil && r.Keys.InUse(ctx, value) {
 		return ErrKeyInUse
 	}
-	secret := keysecret.KeySecret(service, kt)
-	tags := keysecret.ServiceTags(service)
+	rem, isRemote := r.remote()
+	activated, err := r.writeKey(ctx, service, kt, value)
+	if err != nil {
+		return err
+	}
+	if isRemote {
+		// The value is in the store first: it is never only at the remote.
+		// The remote's old value stops working when Apply returns; clients
+		// are told the new one (the active copy) only then.
+		if err := rem.Apply(ctx, service, kt, Staged{Value: value}); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotApplied, err)
+		}
+	}
+	// The old value stopped working here when the write returned (its
+	// record is written: the journal's hook), and stops on every
+	// instance within the journal's bound, even if the copy's update below
+	// fails (the active copy of it too: same key type).
+	if err := r.followRegen(ctx, service, kt, value, activated); err != nil {
+		return fmt.Errorf("%w: %w", ErrWritten, err)
+	}
+	return nil
+}
+
+// writeKey writes value as a new current version of service's kt key,
+// keeping the key's place in rotation (the activation of the version it
+// replaces), and returns that activation tag ("" for keys never rotated).
+func (r *Rotator) writeKey(ctx context.Context, service string, kt keysecret.KeyType, value string) (activated string, err error) {
+	secret := r.family().Key(service, kt)
+	tags := r.keyTags(service, value)
 	slot, err := r.readSlot(ctx, secret)
 	if err != nil && secretstore.Code(err) != secretstore.NotFound {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if cur, ok := slot.Current(); ok { // the key's current version
 		if a := cur.Tags[keysecret.TagActivated]; a != "" {
@@ -74,16 +106,9 @@ func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.K
 	if _, err := r.Store.SetSecret(ctx, secret, secretstore.SetParams{
 		Value: value, Enabled: true, Tags: tags, Expires: r.Policy(service).expiry(since),
 	}); secretstore.Code(err) == secretstore.Unpublished {
-		return fmt.Errorf("%w: %w", ErrNotPublished, err)
+		return "", fmt.Errorf("%w: %w", ErrNotPublished, err)
 	} else if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	// The old value stopped working here when the write returned (its
-	// record is written: the journal's hook), and stops on every
-	// instance within the journal's bound, even if the copy's update below
-	// fails (the active copy of it too: same key type).
-	if err := r.followRegen(ctx, service, kt, value, tags[keysecret.TagActivated]); err != nil {
-		return fmt.Errorf("%w: %w", ErrWritten, err)
-	}
-	return nil
+	return tags[keysecret.TagActivated], nil
 }

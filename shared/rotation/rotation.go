@@ -55,8 +55,54 @@ type Rotator struct {
 	// died before its record.
 	Record func(ctx context.Context, name, version string) (string, error)
 	Policy func(service string) Policy
-	Now    func() time.Time // nil: time.Now
-	Log    *slog.Logger     // nil: discard
+	// Family names the secrets: keysecret.Services (the zero value) or
+	// keysecret.Endpoints.
+	Family keysecret.Family
+	// NewKey generates a key value; nil: apikey.Generate. CheckKey checks
+	// a user-supplied one; nil: apikey.Check. A remote endpoint may accept
+	// another alphabet or length than the app's own services.
+	NewKey   func() (string, error)
+	CheckKey func(string) error
+	Now      func() time.Time // nil: time.Now
+	Log      *slog.Logger     // nil: discard
+}
+
+func (r *Rotator) family() keysecret.Family {
+	if r.Family.Prefix == "" {
+		return keysecret.Services
+	}
+	return r.Family
+}
+
+func (r *Rotator) newKey() (string, error) {
+	if r.NewKey != nil {
+		return r.NewKey()
+	}
+	return apikey.Generate()
+}
+
+func (r *Rotator) checkKey(v string) error {
+	if r.CheckKey != nil {
+		return r.CheckKey(v)
+	}
+	return apikey.Check(v)
+}
+
+// remote returns the target as a [Remote], if it is one.
+func (r *Rotator) remote() (Remote, bool) {
+	rem, ok := r.Target.(Remote)
+	return rem, ok
+}
+
+// keyTags returns the tags of a new current version of one of name's keys
+// holding value: with a remote target, they carry the value's fingerprint
+// (see [Rotator.reconcile]).
+func (r *Rotator) keyTags(name, value string) map[string]string {
+	t := r.family().KeyTags(name)
+	if _, ok := r.remote(); ok {
+		t[keysecret.TagFingerprint] = keysecret.Fingerprint(value)
+	}
+	return t
 }
 
 func (r *Rotator) now() time.Time {
@@ -164,6 +210,12 @@ func (r *Rotator) resume(ctx context.Context, service string) (x *pass, done *Re
 		res, err := r.fail(service, "", "read_state", err)
 		return nil, &res, err
 	}
+	// A remote's keys come first: the active copy must not be moved to a
+	// value the remote does not hold.
+	if st, err = r.reconcile(ctx, service, st); err != nil {
+		res, err := r.fail(service, "", "reconcile", err)
+		return nil, &res, err
+	}
 	repaired, err := r.repairActiveCopy(ctx, service, st)
 	if err != nil {
 		res, err := r.fail(service, "", "repair_active_copy", err)
@@ -178,7 +230,7 @@ func (r *Rotator) resume(ctx context.Context, service string) (x *pass, done *Re
 		return nil, &Result{Outcome: Completed, Rotation: id, KeyType: keysecret.KeyTypes[active]}, nil
 	}
 	kt := keysecret.KeyTypes[1-active]
-	x = &pass{r: r, service: service, policy: r.Policy(service), st: st, active: active, kt: kt, secret: keysecret.KeySecret(service, kt)}
+	x = &pass{r: r, service: service, policy: r.Policy(service), st: st, active: active, kt: kt, secret: r.family().Key(service, kt)}
 	if v, ok := st.resumable(1 - active); ok {
 		x.staged = v
 		x.res = Result{Rotation: v.Tags[keysecret.TagRotation], KeyType: kt}
@@ -204,11 +256,11 @@ func (x *pass) stage(ctx context.Context) error {
 	id := newID()
 	x.res = Result{Rotation: id, KeyType: x.kt}
 	x.r.log().Info("rotation_started", "service", x.service, "rotation", id, "keyType", string(x.kt), "resumed", false)
-	value, err := apikey.Generate()
+	value, err := x.r.newKey()
 	if err != nil {
 		return err
 	}
-	tags := keysecret.ServiceTags(x.service)
+	tags := x.r.keyTags(x.service, value)
 	tags[keysecret.TagState], tags[keysecret.TagRotation] = keysecret.StateStaged, id
 	props, err := x.r.Store.SetSecret(ctx, x.secret, secretstore.SetParams{Value: value, Enabled: true, Tags: tags})
 	if err != nil {
@@ -229,9 +281,32 @@ func (x *pass) apply(ctx context.Context) (*Result, error) {
 		}
 		x.value = sec.Value
 	}
+	_, isRemote := x.r.remote()
+	if isRemote {
+		ok, _, err := x.stillStaged(ctx)
+		if err != nil {
+			_, err = x.r.fail(x.service, x.res.Rotation, "apply_read_state", err)
+			return nil, err
+		}
+		if !ok {
+			return x.superseded(), nil
+		}
+	}
 	if err := x.r.Target.Apply(ctx, x.service, x.kt, Staged{Value: x.value, Created: x.staged.Created}); err != nil {
 		_, err = x.r.fail(x.service, x.res.Rotation, "apply", err)
 		return nil, err
+	}
+	if isRemote {
+		// Another rotation may have staged (or finished) in the meantime,
+		// and this value have overwritten its own at the remote.
+		ok, st, err := x.stillStaged(ctx)
+		if err == nil && !ok {
+			if _, err := x.r.reconcile(ctx, x.service, st); err != nil {
+				_, err = x.r.fail(x.service, x.res.Rotation, "reconcile", err)
+				return nil, err
+			}
+			return x.superseded(), nil
+		}
 	}
 	return nil, nil
 }

@@ -202,7 +202,7 @@ func Due(p Policy, s State, now time.Time) bool {
 func (r *Rotator) ReadState(ctx context.Context, service string) (State, error) {
 	var s State
 	for i, kt := range keysecret.KeyTypes {
-		slot, err := r.readSlot(ctx, keysecret.KeySecret(service, kt))
+		slot, err := r.readSlot(ctx, r.family().Key(service, kt))
 		if err != nil {
 			return State{}, err
 		}

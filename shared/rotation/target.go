@@ -81,3 +81,20 @@ func (v *ValidatorTarget) Test(ctx context.Context, service string, kt keysecret
 	}
 	return nil
 }
+
+// A Remote is a [Target] that holds keys of its own, which clients present
+// to it directly: an Azure ML online endpoint. With a Remote target the
+// rotator
+//   - adopts the remote's keys when the store has none (Provision);
+//   - re-reads the store before every Apply, and tells the remote a staged
+//     value only while it is the newest of the inactive key's secret;
+//   - writes a regenerated key to the store first, then to the remote,
+//     and moves the active copy only once the remote took it;
+//   - compares the remote's keys with the store's at every due-check and
+//     repairs a difference ([Rotator.RotateIfDue]: docs/design.md section
+//     15).
+type Remote interface {
+	Target
+	// Keys returns the keys the remote holds now, the Primary first.
+	Keys(ctx context.Context, name string) ([2]string, error)
+}
