@@ -133,6 +133,24 @@ var _ client.TokenSource = (*TokenSource)(nil)
 // Resource Manager with cred. An invalid endpoint is an error wrapping
 // [ErrInvalidEndpoint]; a management URL that is not https is refused.
 func NewTokenSource(ep Endpoint, cred azcore.TokenCredential, opts *Options) (*TokenSource, error) {
+	c, err := newConn(ep, cred, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenSource{ep: ep, url: c.url("/token"), pl: c.pl, now: c.now}, nil
+}
+
+// conn is what every operation on one endpoint shares: its URL and
+// api-version, azcore's pipeline and the clock.
+type conn struct {
+	ep         Endpoint
+	base       string // the management URL and the endpoint's resource path
+	apiVersion string
+	pl         runtime.Pipeline
+	now        func() time.Time
+}
+
+func newConn(ep Endpoint, cred azcore.TokenCredential, opts *Options) (*conn, error) {
 	if err := ep.validate(); err != nil {
 		return nil, err
 	}
@@ -176,12 +194,17 @@ func NewTokenSource(ep Endpoint, cred azcore.TokenCredential, opts *Options) (*T
 	}
 	o.ClientOptions.Transport = limitTransport{next: next, max: maxResponse}
 
-	u := strings.TrimSuffix(o.ManagementURL, "/") + ep.tokenPath() + "?" + url.Values{"api-version": {o.APIVersion}}.Encode()
 	scope := strings.TrimSuffix(o.Audience, "/") + "/.default"
 	pl := runtime.NewPipeline("modelauth-azureml", "v1.0.0", runtime.PipelineOptions{
 		PerRetry: []policy.Policy{runtime.NewBearerTokenPolicy(cred, []string{scope}, nil)},
 	}, &o.ClientOptions)
-	return &TokenSource{ep: ep, url: u, pl: pl, now: o.Now}, nil
+	return &conn{ep: ep, base: strings.TrimSuffix(o.ManagementURL, "/") + ep.path(), apiVersion: o.APIVersion, pl: pl, now: o.Now}, nil
+}
+
+// url returns the URL of the endpoint's operation op ("" for the endpoint
+// itself, "/listKeys" and so on), with the api-version.
+func (c *conn) url(op string) string {
+	return c.base + op + "?" + url.Values{"api-version": {c.apiVersion}}.Encode()
 }
 
 // Endpoint returns the endpoint the source gets tokens for.

@@ -136,11 +136,11 @@ func badNameRune(r rune) bool {
 	return r == '/' || r == '?' || r == '#' || r == '%' || r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
 }
 
-// tokenPath is the Get Token operation's path for e.
-func (e Endpoint) tokenPath() string {
+// path is the endpoint's resource path, its segments escaped.
+func (e Endpoint) path() string {
 	return "/" + segSubscriptions + "/" + url.PathEscape(e.SubscriptionID) +
 		"/" + segResourceGroups + "/" + url.PathEscape(e.ResourceGroup) +
 		"/" + segProviders + "/" + provider +
 		"/" + segWorkspaces + "/" + url.PathEscape(e.Workspace) +
-		"/" + segOnlineEndpoint + "/" + url.PathEscape(e.Name) + "/token"
+		"/" + segOnlineEndpoint + "/" + url.PathEscape(e.Name)
 }

@@ -41,6 +41,14 @@
 // a token-mode service), "modelauth" (service at another modelauth app:
 // url, and credentialSetting, the app setting that holds the credential)
 // or "azureml" (endpoint: an Azure ML online endpoint's resource ID).
+//
+// endpoints (optional) lists Azure ML online endpoints in key mode whose
+// own keys the app rotates (docs/design.md section 15): name (the
+// service-name pattern, not a service's name), id (the endpoint's resource
+// ID), rotationPeriod and refreshInterval as for a service, cloud
+// (AzurePublic by default, AzureGovernment, AzureChina, or
+// {"resourceManager","audience"} for another) and probe (optional: a safe
+// scoring request, {"body": <JSON>, "deployment"?: name}).
 package config
 
 import (
@@ -136,7 +144,11 @@ type Config struct {
 	Services []Service
 	// Consumers are the clients whose tokens prefetchtokens keeps fresh.
 	Consumers []Consumer
-	byName    map[string]int
+	// Endpoints are the Azure ML online endpoints whose keys the app
+	// rotates.
+	Endpoints      []Endpoint
+	byName         map[string]int
+	endpointByName map[string]int
 }
 
 // Service returns the named service.
@@ -174,6 +186,7 @@ type fileService struct {
 type file struct {
 	Services  []fileService  `json:"services"`
 	Consumers []fileConsumer `json:"consumers"`
+	Endpoints []fileEndpoint `json:"endpoints"`
 }
 
 // Load reads and checks the configuration file at path.
@@ -226,6 +239,7 @@ func Parse(data []byte) (*Config, error) {
 	}
 	problems = append(problems, c.checkSharedAudiences()...)
 	problems = append(problems, c.checkConsumers(f.Consumers)...)
+	problems = append(problems, c.checkEndpoints(f.Endpoints)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(problems...))
 	}
