@@ -45,6 +45,9 @@ type App struct {
 	// Rotator rotates the services' keys (rotatekeys, keyvaultevents and
 	// the rotate action).
 	Rotator *rotation.Rotator
+	// Endpoints rotates the Azure ML endpoints' keys; nil when the
+	// configuration lists none.
+	Endpoints *rotation.Rotator
 	// SigningKeys sign the app's tokens; Tokens issues and verifies them.
 	SigningKeys *signingkey.Set
 	Tokens      *jwtauth.Authority
@@ -123,6 +126,10 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 		return nil, err
 	}
 	if err := app.initPrefetch(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := app.initEndpoints(); err != nil {
 		store.Close()
 		return nil, err
 	}

@@ -43,6 +43,9 @@ func (a *App) Handler() http.Handler {
 	mux.Handle(RoutePrefix+"/services/{service}/score/{rest...}", sc)
 
 	k := &keys.Function{Config: a.Config, Keys: a.Keys, Callers: callers, Log: a.Log, Rotator: a.Rotator}
+	if a.Endpoints != nil {
+		k.Endpoints = a.Endpoints
+	}
 	mux.Handle(RoutePrefix+"/services/{service}/keys", k)
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{$}", k) // {action?} empty
 	mux.Handle(RoutePrefix+"/services/{service}/keys/{action}", k)
@@ -58,6 +61,9 @@ func (a *App) Handler() http.Handler {
 	pf := &prefetchtokens.Function{Prefetcher: a.Prefetcher, Log: a.Log}
 	mux.Handle("/prefetchtokens", pf.Handler())
 	kv := &keyvaultevents.Function{Config: a.Config, Rotator: a.Rotator, SigningKeys: rk.SigningKeys, Journal: a.Journal, Log: a.Log}
+	if a.Endpoints != nil {
+		kv.Endpoints = a.Endpoints
+	}
 	mux.Handle("/keyvaultevents", kv.Handler())
 	sn := &snapshot.Function{Journal: a.Journal, Log: a.Log}
 	mux.Handle("/snapshot", sn.Handler())

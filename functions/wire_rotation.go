@@ -71,7 +71,10 @@ func newKeys(s config.Settings, cfg *config.Config, store *secretstore.Store, ga
 }
 
 func (a *App) rotateKeys() *rotatekeys.Function {
-	f := &rotatekeys.Function{Config: a.Config, Rotator: a.Rotator, Spread: rotationSpread(a.Journal, len(a.Config.Services)), Log: a.Log}
+	f := &rotatekeys.Function{Config: a.Config, Rotator: a.Rotator, Spread: rotationSpread(a.Journal, len(a.Config.Services)+len(a.Config.Endpoints)), Log: a.Log}
+	if a.Endpoints != nil {
+		f.Endpoints = a.Endpoints
+	}
 	if a.Config.Has(config.AuthToken) {
 		f.SigningKeys = a.SigningKeys
 	}

@@ -11,6 +11,17 @@
 // Cache-Control: no-store, and write an audit event (caller and service,
 // never a key). Other actions are 404; a service not in key mode is 409.
 //
+// The same routes, rights and answers serve the Azure ML online endpoints
+// of modelauth.json's endpoints (docs/design.md section 15), by their
+// names there, which no service shares: get_keys reads the keys from the
+// store (adopting the endpoint's own on first use); regen_key writes the
+// new key to the store, then sets it at the endpoint and answers only when
+// the endpoint's regenerateKeys operation succeeded (the old value no
+// longer works there), then tells clients through aml-<name>-active; a
+// key the endpoint did not take answers 503 NotApplied, and the old value
+// still works. keyValue for an endpoint is 32 to 128 ASCII letters and
+// digits. An endpoint not in key mode is 409.
+//
 // rotate runs a rotation now (docs/design.md section 5) inside the
 // request, so it takes at least one KEY_CACHE_TTL (30 s by default): the new key is
 // staged, every instance is given the TTL to learn it, then it is tested
@@ -41,15 +52,21 @@ import (
 
 // rotate runs a forced rotation and answers the keys after it.
 func (f *Function) rotate(w http.ResponseWriter, r *http.Request, subject, service string) error {
+	return f.rotateWith(w, r, subject, service, f.Rotator, f.Keys.Get)
+}
+
+// rotateWith runs a forced rotation with rot and answers the keys get reads
+// after it.
+func (f *Function) rotateWith(w http.ResponseWriter, r *http.Request, subject, service string, rot Rotator, get func(context.Context, string) (keyring.Keys, error)) error {
 	// The run goes on if the caller hangs up: it takes a key-cache TTL,
 	// and a run cut short would only be finished by the next one.
 	ctx := context.WithoutCancel(r.Context())
 	f.Log.Info("audit", "event", "rotate", "subject", subject, "service", service)
-	res, err := f.Rotator.RotateNow(ctx, service)
+	res, err := rot.RotateNow(ctx, service)
 	if err != nil {
 		return apierror.Wrap(apierror.Unavailable, "the rotation failed; the keys that worked before still work, and the next rotation finishes or retries it (see the rotation_failed log event)", err)
 	}
-	keys, err := f.Keys.Get(ctx, service)
+	keys, err := get(ctx, service)
 	if err != nil {
 		return apierror.Wrap(apierror.Unavailable, "the keys were rotated, but could not be read back: read them with get_keys", err)
 	}
@@ -71,6 +88,16 @@ type Function struct {
 	// Rotator writes the keys: regen_key and the rotate action. Nil
 	// answers both 404.
 	Rotator Rotator
+	// Endpoints reads and writes the Azure ML endpoints' keys; nil when
+	// the configuration lists none.
+	Endpoints Endpoints
+}
+
+// Endpoints reads and writes the Azure ML endpoints' keys: the endpoints'
+// [rotation.Rotator].
+type Endpoints interface {
+	Rotator
+	ReadKeys(ctx context.Context, name string) (rotation.Keys, error)
 }
 
 // Rotator writes a service's keys: [rotation.Rotator].
@@ -126,6 +153,9 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		return fail
 	}
 	svc, ok := f.Config.Service(service)
+	if _, isEndpoint := f.Config.Endpoint(service); !ok && isEndpoint && f.Endpoints != nil {
+		return f.serveEndpoint(w, r, caller.Subject, service, action)
+	}
 	if !ok {
 		return apierror.New(apierror.NotFound, "unknown service")
 	}
@@ -146,7 +176,7 @@ func (f *Function) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Log.Info("audit", "event", "get_keys", "subject", caller.Subject, "service", svc.Name)
 	default:
-		req, err := decodeRegen(r)
+		req, err := decodeRegen(r, apikey.Check, "keyValue must be 32 to 128 characters of A-Z, a-z, 0-9, '-' and '_'")
 		if err != nil {
 			return err
 		}
@@ -172,7 +202,9 @@ type regenRequest struct {
 	keyType  keysecret.KeyType
 }
 
-func decodeRegen(r *http.Request) (regenRequest, error) {
+// decodeRegen reads a regen_key body; check (with its message) refuses a
+// keyValue of the wrong format.
+func decodeRegen(r *http.Request, check func(string) error, format string) (regenRequest, error) {
 	var req regenRequest
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return req, apierror.New(apierror.BadRequest, "the body must be application/json")
@@ -196,8 +228,8 @@ func decodeRegen(r *http.Request) (regenRequest, error) {
 	}
 	req.keyType = kt
 	if req.KeyValue != "" {
-		if err := apikey.Check(req.KeyValue); err != nil {
-			return req, apierror.New(apierror.BadRequest, "keyValue must be 32 to 128 characters of A-Z, a-z, 0-9, '-' and '_'")
+		if err := check(req.KeyValue); err != nil {
+			return req, apierror.New(apierror.BadRequest, format)
 		}
 	}
 	return req, nil

@@ -17,6 +17,11 @@
 // the record cannot be written. The same event for any other secret is
 // ignored.
 //
+// SecretNearExpiry and SecretExpired for an Azure ML endpoint's secret
+// (aml-<name>-primary, -secondary or -active; docs/design.md section 15)
+// run that endpoint's due-check, which also compares its keys with the
+// store's.
+//
 // Every other event (other types, other secrets such as tok-*, expiry
 // events of admin-key, other object types, unknown services, services not
 // in key mode) is ignored with a log line saying why. Because the outcome
@@ -67,6 +72,10 @@ type Function struct {
 	Rotator Rotator
 	// SigningKeys, if set, answers events for the signing-key secret.
 	SigningKeys SigningKeys
+	// Endpoints, if set, answers SecretNearExpiry and SecretExpired for
+	// an Azure ML endpoint's secrets (aml-<name>-primary, -secondary,
+	// -active) with that endpoint's due-check.
+	Endpoints Rotator
 	// Journal records SecretNewVersionCreated of the secrets validators
 	// need (a version written in the portal or with the CLI), so that
 	// every instance learns of it as of the app's own writes.
@@ -116,6 +125,18 @@ func (f *Function) Handle(ctx context.Context, ev azfunc.EventGridEvent) error {
 			return fmt.Errorf("signing keys: %w", err)
 		}
 		azfunc.Logf(ctx, "keyvaultevents: signing keys: %s", res.Outcome)
+		return nil
+	}
+	if ep, ok := keysecret.Endpoints.Of(name); ok {
+		if _, known := f.Config.Endpoint(ep); !known || f.Endpoints == nil {
+			return ignore("unknown_endpoint", "secret", name)
+		}
+		f.Log.Info("keyvaultevent", "eventId", ev.ID, "eventType", ev.EventType, "endpoint", ep, "secret", name)
+		res, err := f.Endpoints.RotateIfDue(ctx, ep)
+		if err != nil {
+			return err
+		}
+		azfunc.Logf(ctx, "keyvaultevents: %s: %s", ep, res.Outcome)
 		return nil
 	}
 	service, ok := keysecret.ServiceOf(name)

@@ -40,6 +40,10 @@ type Function struct {
 	Rotator Rotator
 	// SigningKeys, if set, has its due-check run too.
 	SigningKeys SigningKeys
+	// Endpoints, if set, runs the due-check of every Azure ML endpoint in
+	// Config.Endpoints (docs/design.md section 15), Spread apart like the
+	// services.
+	Endpoints Rotator
 	// Spread is the time between the starts of two services' runs (0:
 	// all at once), so that the vault sees their reads, and validators
 	// their change records, a few at a time (docs/design.md section 14).
@@ -71,25 +75,37 @@ func (f *Function) Run(ctx context.Context, t azfunc.TimerInfo) error {
 		errs = append(errs, err)
 		mu.Unlock()
 	}
+	type due struct {
+		name string
+		rot  Rotator
+	}
+	var all []due
 	for _, svc := range f.Config.Services {
-		if svc.AuthMode != config.AuthKey {
-			continue
+		if svc.AuthMode == config.AuthKey {
+			all = append(all, due{svc.Name, f.Rotator})
 		}
+	}
+	if f.Endpoints != nil {
+		for _, e := range f.Config.Endpoints {
+			all = append(all, due{e.Name, f.Endpoints})
+		}
+	}
+	for _, d := range all {
 		if n > 0 && f.Spread > 0 {
 			if err := f.sleep(ctx, f.Spread); err != nil {
-				failed(fmt.Errorf("%s: not started: %w", svc.Name, err))
+				failed(fmt.Errorf("%s: not started: %w", d.name, err))
 				break
 			}
 		}
 		n++
 		wg.Go(func() {
-			res, err := f.Rotator.RotateIfDue(ctx, svc.Name)
+			res, err := d.rot.RotateIfDue(ctx, d.name)
 			if err != nil {
 				failed(err)
-				azfunc.Logf(ctx, "rotatekeys: %s: failed: %v", svc.Name, err)
+				azfunc.Logf(ctx, "rotatekeys: %s: failed: %v", d.name, err)
 				return
 			}
-			azfunc.Logf(ctx, "rotatekeys: %s: %s", svc.Name, res.Outcome)
+			azfunc.Logf(ctx, "rotatekeys: %s: %s", d.name, res.Outcome)
 		})
 	}
 	if f.SigningKeys != nil {

@@ -241,13 +241,45 @@ func (k *KeysClient) call(ctx context.Context, method, op string, body []byte, o
 	return nil
 }
 
-// KeyAlphabet is the alphabet of the keys [GenerateKey] makes: letters and
-// digits, which every Azure ML key and every client's header accept.
+// KeyAlphabet is the alphabet of the keys [GenerateKey] makes: ASCII
+// letters and digits. The specification sets no pattern or length on
+// keyValue (docs/azureml-rest.md); the keys Azure ML generates itself are
+// 32 letters and digits, so that is what is sent, which no client header
+// or tool can mangle.
 const KeyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
-// KeyLength is the length of a generated key: 43 characters of a 62-letter
-// alphabet, 256 bits.
-const KeyLength = 43
+// KeyLength is the length of a generated key, as Azure ML's own: 32
+// characters of a 62-letter alphabet, 190 bits.
+const KeyLength = 32
+
+// MaxKeyLength caps a key a user supplies to regen_key for an endpoint.
+const MaxKeyLength = 128
+
+// ErrKeyFormat: a user-supplied endpoint key is not 32 to 128 ASCII
+// letters and digits.
+var ErrKeyFormat = errors.New("azureml: an endpoint key must be 32 to 128 ASCII letters and digits")
+
+// CheckKey checks a user-supplied endpoint key: [KeyLength] to
+// [MaxKeyLength] characters of [KeyAlphabet]. Its time depends only on the
+// key's length.
+func CheckKey(k string) error {
+	if len(k) < KeyLength || len(k) > MaxKeyLength {
+		return ErrKeyFormat
+	}
+	bad := 0
+	for i := 0; i < len(k); i++ {
+		c := int(k[i])
+		digit := (c - '0') | ('9' - c)
+		upper := (c - 'A') | ('Z' - c)
+		lower := (c - 'a') | ('z' - c)
+		// Each term is negative when c is outside its range.
+		bad |= digit & upper & lower
+	}
+	if bad < 0 {
+		return ErrKeyFormat
+	}
+	return nil
+}
 
 // GenerateKey returns a new random key for an online endpoint.
 func GenerateKey() (string, error) {

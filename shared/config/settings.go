@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelauth/modelauth/shared/amlendpoint"
+	"github.com/modelauth/modelauth/shared/azureml"
 	"github.com/modelauth/modelauth/shared/cache"
 	"github.com/modelauth/modelauth/shared/jwtauth"
 	"github.com/modelauth/modelauth/shared/prefetch"
@@ -110,6 +112,18 @@ type Settings struct {
 	// PrefetchPeriods and 5 minutes.
 	PrefetchLead time.Duration
 
+	// EndpointSettleDelay is ENDPOINT_SETTLE_DELAY: how long after an
+	// Azure ML endpoint took a new key (its regenerateKeys operation
+	// succeeded) the rotation waits before testing it and telling clients:
+	// the scoring plane may lag the management plane.
+	EndpointSettleDelay time.Duration
+	// EndpointOperationTimeout is ENDPOINT_OPERATION_TIMEOUT: the bound on
+	// one regenerateKeys operation, polls included.
+	EndpointOperationTimeout time.Duration
+	// EndpointPollInterval is ENDPOINT_POLL_INTERVAL: the wait between
+	// polls of an operation whose answer has no Retry-After.
+	EndpointPollInterval time.Duration
+
 	// Getenv reads app settings named by the configuration file (a
 	// consumer's credentialSetting). Nil reads nothing.
 	Getenv func(string) string
@@ -193,6 +207,10 @@ func DefaultSettings() Settings {
 		PrefetchSchedule:      DefaultPrefetchSchedule,
 		PrefetchPeriod:        prefetch.DefaultPeriod,
 		PrefetchLead:          prefetch.LeadFor(prefetch.DefaultPeriod),
+
+		EndpointSettleDelay:      amlendpoint.DefaultSettle,
+		EndpointOperationTimeout: azureml.DefaultOperationTimeout,
+		EndpointPollInterval:     azureml.DefaultPollInterval,
 	}
 }
 
@@ -210,6 +228,7 @@ var SettingNames = []string{
 	"WEBSITE_HOSTNAME", "MODELAUTH_ISSUER", "TOKEN_SIGNING_ALG", "TOKEN_LEEWAY", "TOKEN_MAX_BYTES", "TOKEN_CACHE_SIZE",
 	"SIGNING_KEY_ROTATION_PERIOD", "ADMIN_KEY_ENABLED", "OIDC_ISSUERS", "OIDC_AUDIENCES",
 	"PREFETCH_SCHEDULE", "PREFETCH_LEAD",
+	"ENDPOINT_SETTLE_DELAY", "ENDPOINT_OPERATION_TIMEOUT", "ENDPOINT_POLL_INTERVAL",
 }
 
 // LoadSettings reads the settings through getenv and checks them. The error
@@ -308,6 +327,9 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		s.PrefetchLead = prefetch.LeadFor(s.PrefetchPeriod)
 	}
 	dur("PREFETCH_LEAD", &s.PrefetchLead, time.Minute, 12*time.Hour)
+	dur("ENDPOINT_SETTLE_DELAY", &s.EndpointSettleDelay, 0, time.Hour)
+	dur("ENDPOINT_OPERATION_TIMEOUT", &s.EndpointOperationTimeout, time.Second, 2*time.Hour)
+	dur("ENDPOINT_POLL_INTERVAL", &s.EndpointPollInterval, time.Millisecond, 5*time.Minute)
 	s.Getenv = getenv
 	if !s.AdminKeyEnabled && (len(s.OIDCIssuers) == 0 || len(s.OIDCAudiences) == 0) {
 		problems = append(problems, errors.New("ADMIN_KEY_ENABLED=false needs OIDC_ISSUERS and OIDC_AUDIENCES: otherwise nobody could call the management functions"))

@@ -121,7 +121,12 @@ func (r *Rotator) log() *slog.Logger {
 
 // fail logs rotation_failed and returns the wrapped error.
 func (r *Rotator) fail(service, id, reason string, err error) (Result, error) {
-	r.log().Error("rotation_failed", "service", service, "rotation", id, "reason", reason, "error", err.Error())
+	attrs := []any{"service", service, "rotation", id, "reason", reason}
+	var c interface{ Reason() string }
+	if errors.As(err, &c) {
+		attrs = append(attrs, "cause", c.Reason()) // a remote's: forbidden, throttled, ...
+	}
+	r.log().Error("rotation_failed", append(attrs, "error", err.Error())...)
 	return Result{Rotation: id}, fmt.Errorf("%w: %s: %s: %w", ErrFailed, service, reason, err)
 }
 
