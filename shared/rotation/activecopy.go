@@ -89,7 +89,7 @@ func (r *Rotator) followRegen(ctx context.Context, service string, kt keysecret.
 		return nil
 	case err != nil:
 		return err
-	case keysecret.KeyTypeOfSlot(have.Tags) != kt:
+	case keysecret.KeyTypeOfSlot(have.Tags) != kt, have.Value == value:
 		return nil
 	}
 	return r.writeActiveCopy(ctx, service, kt, value, map[string]string{keysecret.TagActivated: activated})

@@ -17,8 +17,9 @@ import (
 //
 //   - a value the app wrote to that secret before (its fingerprint tag is
 //     on some version: a superseded rotation's operation that landed
-//     late) is replaced at the remote by the key's current value, the one
-//     clients were told;
+//     late, or a regen_key whose set failed) is replaced at the remote by
+//     the key's current value, and the active copy follows if it holds
+//     that key;
 //   - a value the app never wrote (a regeneration in the portal or with
 //     the CLI: an operator's revocation) is adopted: written to the store
 //     as the key's new current version, and to the active copy if it
@@ -69,6 +70,11 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 			}
 			if err := rem.Apply(ctx, service, kt, Staged{Value: value, Created: cur.Created}); err != nil {
 				return st, fmt.Errorf("restoring the %s key at the endpoint: %w", kt, err)
+			}
+			// A regen_key whose set failed left the copy on the old value,
+			// which the remote no longer holds.
+			if err := r.followRegen(ctx, service, kt, value, cur.Tags[keysecret.TagActivated]); err != nil {
+				return st, fmt.Errorf("restoring the %s key: the active copy: %w", kt, err)
 			}
 			r.log().Error("endpoint_key_drift", "service", service, "keyType", string(kt), "cause", "late_operation", "action", "restored")
 			continue
