@@ -123,6 +123,7 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
 	$(GO) test -run='^$$' -bench=WrongKeyFlood -benchtime=1x ./functions -flood-settled
 	$(GO) test -run=TestRotationUnderLoad -v ./functions -rotation-load=30s
+	$(GO) test -run=TestEndpointRotationUnderLoad -v ./functions -endpoint-load=20s
 	$(GO) run ./cmd/benchvalidate $(BENCH_ARGS)
 
 lint:

@@ -49,6 +49,13 @@ func CertFile() (string, error) {
 	return processCA.certFile, processCA.err
 }
 
+// ServerCertificate returns the certificate (with its private key) that
+// the process's test CA ([CertFile]) issued for 127.0.0.1, ::1, localhost
+// and vault.localhost: the certificate of every [Server], for another test
+// server of the process (such as package amltest's) that clients must
+// trust through the same SSL_CERT_FILE.
+func ServerCertificate() (tls.Certificate, error) { return serverCertificate() }
+
 func serverCertificate() (tls.Certificate, error) {
 	loadCA()
 	return processCA.leaf, processCA.err

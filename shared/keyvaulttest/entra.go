@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +93,33 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
 		fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, s.AuthorityHost, s.TenantID, s.Resource))
 	writeKVError(w, http.StatusUnauthorized, "Unauthorized", msg)
 	return false
+}
+
+// sameResource compares resource identifiers as Entra does for the v1
+// resource URIs of Azure's own services: with or without one trailing
+// slash (scope https://management.core.windows.net/.default and
+// https://management.core.windows.net//.default name one resource).
+func sameResource(a, b string) bool {
+	return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
+}
+
+// CheckToken reports whether token is an access token this server issued
+// for resource (the vault's Resource or one of Options.Resources) that has
+// not expired by the server's clock: nil if so, else an error saying why
+// not (which never contains the token). Another server that trusts this
+// one's Entra endpoint, such as a test ARM server, checks its bearer tokens
+// with it.
+func (s *Server) CheckToken(token, resource string) error {
+	info, ok := s.tokens.lookup(token)
+	switch {
+	case token == "" || !ok:
+		return errors.New("keyvaulttest: the token was not issued by this server")
+	case !sameResource(info.resource, resource):
+		return fmt.Errorf("keyvaulttest: the token is for another resource, %q", info.resource)
+	case !s.now().Before(info.expires):
+		return fmt.Errorf("keyvaulttest: the token expired at %s", info.expires.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // discoveryGET answers, as Entra does, a discovery request that is not a
@@ -239,7 +268,7 @@ func (s *Server) serveToken(w *statusRecorder, r *http.Request, tenant string) {
 		}
 		resource = res
 	}
-	if resource != s.Resource {
+	if !sameResource(resource, s.Resource) && !slices.ContainsFunc(s.resources, func(r string) bool { return sameResource(r, resource) }) {
 		writeEntraError(w, http.StatusBadRequest, "invalid_scope", 500011,
 			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", resource, s.TenantID))
 		return

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,12 @@ type Options struct {
 	// @azure/keyvault-secrets, need NamedVault, and a client that resolves
 	// vault.localhost to 127.0.0.1 (Go's resolver and glibc's do not).
 	NamedVault bool
+	// Resources are more resources the token endpoint issues tokens for,
+	// besides the vault's own (Server.Resource), such as a test ARM
+	// server's audience (package amltest): a scope <resource>/.default
+	// gets a token for <resource>, which [Server.CheckToken] accepts for
+	// it and the vault does not.
+	Resources []string
 }
 
 // Server is an in-memory Key Vault (secrets) and Microsoft Entra token
@@ -97,6 +104,7 @@ type Server struct {
 	tokenLifetime time.Duration
 	now           func() time.Time
 	log           *slog.Logger
+	resources     []string // Options.Resources
 
 	srv      *http.Server
 	listener net.Listener
@@ -191,6 +199,7 @@ func Start(opts *Options) (*Server, error) {
 		tokenLifetime: o.TokenLifetime,
 		now:           o.Now,
 		log:           o.Logger,
+		resources:     slices.Clone(o.Resources),
 		done:          make(chan struct{}),
 	}
 	// HTTP/1.1 only, so that a fault can take over (and reset) a connection.
