@@ -116,16 +116,22 @@ func TestFailureCauses(t *testing.T) {
 		cause string
 	}{
 		"not key mode": {nil, func(tg *amlendpoint.Target) error { _, err := tg.Keys(c, "tok"); return err }, "not_key_mode"},
-		"forbidden": {func(s *amltest.Server) { s.Deny("Microsoft.MachineLearningServices/workspaces/onlineEndpoints/regenerateKeys/action") },
+		"forbidden": {func(s *amltest.Server) {
+			s.Deny("Microsoft.MachineLearningServices/workspaces/onlineEndpoints/regenerateKeys/action")
+		},
 			func(tg *amlendpoint.Target) error {
 				return tg.Apply(c, "churn", keysecret.Primary, rotation.Staged{Value: v})
 			}, "forbidden"},
 		"throttled": {func(s *amltest.Server) {
 			s.InjectFault(amltest.OpListKeys, amltest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 5})
 		}, func(tg *amlendpoint.Target) error { _, err := tg.Keys(c, "churn"); return err }, "throttled"},
-		"unavailable": {func(s *amltest.Server) { s.InjectFault(amltest.OpGet, amltest.Fault{Status: http.StatusServiceUnavailable}) },
+		"unavailable": {func(s *amltest.Server) {
+			s.InjectFault(amltest.OpGet, amltest.Fault{Status: http.StatusServiceUnavailable})
+		},
 			func(tg *amlendpoint.Target) error { _, err := tg.Keys(c, "churn"); return err }, "unavailable"},
-		"conflict": {func(s *amltest.Server) { s.InjectFault(amltest.OpRegenerateKeys, amltest.Fault{Status: http.StatusConflict}) },
+		"conflict": {func(s *amltest.Server) {
+			s.InjectFault(amltest.OpRegenerateKeys, amltest.Fault{Status: http.StatusConflict})
+		},
 			func(tg *amlendpoint.Target) error {
 				return tg.Apply(c, "churn", keysecret.Primary, rotation.Staged{Value: v})
 			}, "conflict"},
