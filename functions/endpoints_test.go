@@ -229,6 +229,17 @@ func TestEndpointKeysThroughTheApp(t *testing.T) {
 		t.Fatal("the portal's key was not adopted and told, or no endpoint_key_drift was logged")
 	}
 
+	// A rotation the app's identity lacks the role for fails with a clear
+	// cause, and changes nothing clients are told.
+	told := e.told("churn")
+	e.aml.Deny("Microsoft.MachineLearningServices/workspaces/onlineEndpoints/regenerateKeys/action")
+	if status, _ := e.call("POST", "churn/keys/rotate", ""); status != 503 {
+		t.Errorf("rotate without the role = %d; want 503", status)
+	}
+	if !strings.Contains(e.logs.String(), `"cause":"forbidden"`) || e.told("churn") != told || !e.scores("churn", told) {
+		t.Error("a forbidden set: want rotation_failed with cause forbidden, and the told key unchanged and working")
+	}
+
 	// An endpoint not in key mode is refused, and says why.
 	if status, body := e.call("GET", "tok/keys", ""); status != 409 {
 		t.Errorf("get_keys of an AMLToken endpoint = %d %v; want 409", status, body)
