@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"crypto/subtle"
 
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/secretstore"
@@ -100,13 +101,56 @@ func (r *Rotator) followRegen(ctx context.Context, service string, kt keysecret.
 // newest version, the one every instance converges on
 // ([keysecret.CopyLags]). keys holds the newest versions of the Primary and
 // the Secondary (a zero Secret for one disabled).
+//
+// keys were read before the copy, and a regen_key may have replaced the
+// key and moved the copy in between: writing the copy from that read would
+// tell clients the revoked value. So the key is read again before the
+// copy is written, and once more after: a regen_key whose own copy write
+// this one overwrote shows as a newer key, and the copy is written again.
 func (r *Rotator) converge(ctx context.Context, service string, copySec secretstore.Secret, keys [2]secretstore.Secret) error {
 	kt := keysecret.KeyTypeOfSlot(copySec.Tags)
+	name := r.family().Key(service, kt)
 	key := keys[slotIndex(kt)]
-	if !keysecret.CopyLags(copySec.Tags, copySec.Value, key.Tags, key.Value) {
-		return nil
+	copyTags, copyValue := copySec.Tags, copySec.Value
+	const maxWrites = 3
+	for writes := 0; writes < maxWrites; {
+		if !keysecret.CopyLags(copyTags, copyValue, key.Tags, key.Value) {
+			return nil
+		}
+		fresh, err := r.Store.GetSecret(ctx, name, "")
+		if secretstore.Code(err) == secretstore.Disabled {
+			return nil // an operator's doing: left alone
+		} else if err != nil {
+			return err
+		}
+		if fresh.Version != key.Version {
+			key = fresh // decide again from the newer key
+			continue
+		}
+		if rem, ok := r.remote(); ok {
+			// A regen_key writes the store before the remote: the copy
+			// moves only to a value the remote holds (the regen moves it
+			// itself once the remote took it).
+			have, err := rem.Keys(ctx, service)
+			if err != nil {
+				return err
+			}
+			if subtle.ConstantTimeCompare([]byte(have[slotIndex(kt)]), []byte(key.Value)) != 1 {
+				return nil
+			}
+		}
+		if err := r.writeActiveCopy(ctx, service, kt, key.Value, nil); err != nil {
+			return err
+		}
+		writes++
+		copyTags, copyValue = r.family().ActiveTags(service, kt), key.Value
+		after, err := r.Store.GetSecret(ctx, name, "")
+		if err != nil || after.Version == key.Version {
+			return nil // still the newest (or unreadable: the next reader converges)
+		}
+		key = after
 	}
-	return r.writeActiveCopy(ctx, service, kt, key.Value, nil)
+	return nil
 }
 
 func slotIndex(kt keysecret.KeyType) int {

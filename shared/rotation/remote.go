@@ -36,6 +36,15 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 	if err != nil {
 		return st, fmt.Errorf("reading the endpoint's keys: %w", err)
 	}
+	if !inStep(st, have) {
+		// st was read before the remote's keys: a regen_key may have
+		// written the store and then the remote in between. Every value
+		// the app sets at the remote is in the store first, so a state
+		// read now knows each of them.
+		if st, err = r.ReadState(ctx, service); err != nil {
+			return st, err
+		}
+	}
 	wrote := false
 	for i, kt := range keysecret.KeyTypes {
 		if _, ok := st.resumable(i); ok {
@@ -93,6 +102,21 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 		return r.ReadState(ctx, service)
 	}
 	return st, nil
+}
+
+// inStep reports whether the remote holds each key's current version by
+// its fingerprint tag (or has a rotation to resume in that key), with no
+// read: the common case, which needs nothing more.
+func inStep(st State, have [2]string) bool {
+	for i := range st.Slots {
+		if _, ok := st.resumable(i); ok {
+			continue
+		}
+		if cur, ok := st.Slots[i].Current(); ok && cur.Tags[keysecret.TagFingerprint] != keysecret.Fingerprint(have[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // holds reports whether a version of either key carries fingerprint fp: a
