@@ -181,7 +181,9 @@ func raw(t testing.TB, method, url, token string, body []byte) (int, http.Header
 // armCode is the error code of ARM's error body.
 func armCode(t testing.TB, b []byte) string {
 	t.Helper()
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if err := json.Unmarshal(b, &e); err != nil {
 		t.Fatalf("not ARM's error body: %s", b)
 	}

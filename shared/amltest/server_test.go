@@ -363,7 +363,7 @@ func TestAMLToken(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	uri := e.aml.AddEndpoint(endpointID, amltest.AuthAMLToken)
 	var tok struct {
-		AccessToken, TokenType           string
+		AccessToken, TokenType             string
 		ExpiryTimeUtc, RefreshAfterTimeUtc int64
 	}
 	if err := json.Unmarshal(e.call(t, http.MethodPost, endpointID+"/token", nil, http.StatusOK), &tok); err != nil {
