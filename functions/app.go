@@ -6,7 +6,9 @@ package functions
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,6 +60,11 @@ type App struct {
 	Prefetcher *prefetch.Prefetcher
 	Log        *slog.Logger
 
+	// azureCred is the Azure credential of the app's calls to Azure
+	// Resource Manager (Azure ML endpoints); nil until first needed, then
+	// the environment's (DefaultAzureCredential).
+	azureCred azcore.TokenCredential
+
 	servicesOnce sync.Once
 	services     *authn.Services
 	init         *storeInit
@@ -81,7 +88,7 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	return newApp(ctx, s, cfg, store, log)
+	return newApp(ctx, s, cfg, store, nil, log)
 }
 
 // NewAppWithStore is [NewApp] with a store the caller opened (the Lambda
@@ -89,12 +96,21 @@ func NewApp(ctx context.Context, s config.Settings, log *slog.Logger) (*App, err
 // [OpenStore]'s. The App owns store: [App.Close] closes it, and so does
 // NewAppWithStore when it fails.
 func NewAppWithStore(ctx context.Context, s config.Settings, store *secretstore.Store, log *slog.Logger) (*App, error) {
+	return NewAppWithStoreCredential(ctx, s, store, nil, log)
+}
+
+// NewAppWithStoreCredential is [NewAppWithStore] with the Azure credential
+// of the app's calls to Azure Resource Manager (Azure ML endpoints and
+// their tokens), where the environment has none of its own: the Lambda
+// bootstrap passes the credential it opened Key Vault with. A nil cred
+// takes the environment's, as [NewApp] does.
+func NewAppWithStoreCredential(ctx context.Context, s config.Settings, store *secretstore.Store, cred azcore.TokenCredential, log *slog.Logger) (*App, error) {
 	cfg, err := loadConfig(s)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	return newApp(ctx, s, cfg, store, log)
+	return newApp(ctx, s, cfg, store, cred, log)
 }
 
 // loadConfig reads the service configuration and checks it against the
@@ -110,7 +126,7 @@ func loadConfig(s config.Settings) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *secretstore.Store, log *slog.Logger) (*App, error) {
+func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *secretstore.Store, cred azcore.TokenCredential, log *slog.Logger) (*App, error) {
 	var keyServices []string
 	for _, svc := range cfg.Services {
 		if svc.AuthMode == config.AuthKey {
@@ -120,7 +136,7 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 	gate := newStoreGate(s)
 	jrnl := newJournal(s, cfg, store, gate, keyServices, log, nil, nil)
 	ring, rot := newKeys(s, cfg, store, gate, jrnl, keyServices, log, nil)
-	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Journal: jrnl, Keys: ring, Rotator: rot, Log: log}
+	app := &App{Settings: s, Config: cfg, Store: store, StoreGate: gate, Journal: jrnl, Keys: ring, Rotator: rot, Log: log, azureCred: cred}
 	if err := app.initTokens(); err != nil {
 		store.Close()
 		return nil, err
@@ -150,6 +166,19 @@ func newApp(ctx context.Context, s config.Settings, cfg *config.Config, store *s
 	case <-time.After(startWait):
 	}
 	return app, nil
+}
+
+// azureCredential returns the credential of the app's calls to Azure
+// Resource Manager: the one the app was given, else the environment's.
+func (a *App) azureCredential() (azcore.TokenCredential, error) {
+	if a.azureCred == nil {
+		cred, err := azurekeyvault.NewCredential(a.Settings.AuthorityHost)
+		if err != nil {
+			return nil, fmt.Errorf("the Azure credential: %w", err)
+		}
+		a.azureCred = cred
+	}
+	return a.azureCred, nil
 }
 
 // OpenStore opens Key Vault when KEYVAULT_URL is set, else the embedded

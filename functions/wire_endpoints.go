@@ -14,7 +14,6 @@ import (
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keysecret"
 	"github.com/modelauth/modelauth/shared/rotation"
-	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 )
 
 // initEndpoints builds the endpoints' rotator: the staged protocol of
@@ -27,9 +26,9 @@ func (a *App) initEndpoints() error {
 		return nil
 	}
 	s := a.Settings
-	cred, err := azurekeyvault.NewCredential(s.AuthorityHost)
+	cred, err := a.azureCredential()
 	if err != nil {
-		return fmt.Errorf("endpoints: the Azure credential: %w", err)
+		return fmt.Errorf("endpoints: %w", err)
 	}
 	target := &amlendpoint.Target{Endpoints: map[string]amlendpoint.Endpoint{}, Settle: s.EndpointSettleDelay, Log: a.Log}
 	for _, e := range a.Config.Endpoints {

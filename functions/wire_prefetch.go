@@ -9,13 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
 	"github.com/modelauth/modelauth/shared/azureml"
 	"github.com/modelauth/modelauth/shared/client"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/prefetch"
-	"github.com/modelauth/modelauth/shared/secretstore/azurekeyvault"
 )
 
 // initPrefetch builds each consumer's token source: this app's issuer,
@@ -29,7 +26,6 @@ func (a *App) initPrefetch() error {
 		getenv = func(string) string { return "" }
 	}
 	var consumers []prefetch.Consumer
-	var azureCred azcore.TokenCredential
 	for _, c := range a.Config.Consumers {
 		pc := prefetch.Consumer{Name: c.Name, Service: c.Service}
 		switch c.Source {
@@ -46,10 +42,9 @@ func (a *App) initPrefetch() error {
 			if err != nil {
 				return fmt.Errorf("config: %w: consumer %q: %w", config.ErrInvalid, c.Name, err)
 			}
-			if azureCred == nil {
-				if azureCred, err = azurekeyvault.NewCredential(s.AuthorityHost); err != nil {
-					return fmt.Errorf("consumer %q: the Azure credential: %w", c.Name, err)
-				}
+			azureCred, err := a.azureCredential()
+			if err != nil {
+				return fmt.Errorf("consumer %q: %w", c.Name, err)
 			}
 			if pc.Source, err = azureml.NewTokenSource(ep, azureCred, nil); err != nil {
 				return fmt.Errorf("consumer %q: %w", c.Name, err)

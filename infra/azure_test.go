@@ -161,7 +161,7 @@ func TestMainBicepKeyVault(t *testing.T) {
 // scope (never the whole resource group or subscription), and no broad
 // built-in role appears anywhere.
 func TestBicepLeastPrivilege(t *testing.T) {
-	for _, name := range []string{"azure/main.bicep", "azure/eventgrid.bicep", "azure/consumer-access.bicep"} {
+	for _, name := range []string{"azure/main.bicep", "azure/eventgrid.bicep", "azure/consumer-access.bicep", "azure/aml-endpoint-access.bicep"} {
 		f := bicep(t, name)
 		for _, ra := range f.OfType("Microsoft.Authorization/roleAssignments") {
 			if ra.Body.String("scope") == "" {
@@ -204,7 +204,7 @@ func TestMainBicepMonitoring(t *testing.T) {
 	query := c.String("query")
 	// The events the handler logs when a rotation fails (shared/rotation and
 	// shared/signingkey), as they appear in its JSON lines.
-	for _, ev := range []string{"rotation_failed", "signing_key_rotation_failed"} {
+	for _, ev := range []string{"rotation_failed", "signing_key_rotation_failed", "endpoint_key_drift"} {
 		if !strings.Contains(query, `'"msg":"`+ev+`"'`) {
 			t.Errorf("the alert's query does not look for %s:\n%s", ev, query)
 		}
@@ -275,8 +275,19 @@ func TestEventGridBicep(t *testing.T) {
 	}
 	af := filters[0].(infra.BicepObject)
 	if af.String("key") != "'subject'" || af.String("operatorType") != "'StringBeginsWith'" ||
-		fmt.Sprint(af.Get("values")) != "['svc-' 'admin-key' 'signing-key']" {
-		t.Errorf("the subject filter = %v; want subject beginning with svc-, admin-key or signing-key", af)
+		fmt.Sprint(af.Get("values")) != "['svc-' 'admin-key' 'signing-key' 'aml-']" {
+		t.Errorf("the subject filter = %v; want subject beginning with svc-, admin-key, signing-key or aml-", af)
+	}
+	// The Azure ML endpoints' secrets, whose expiry events run the endpoint's
+	// due-check (docs/design.md section 15).
+	for _, name := range []string{keysecret.Endpoints.Key("scorer", keysecret.Primary), keysecret.Endpoints.Key("scorer", keysecret.Secondary), keysecret.Endpoints.Active("scorer")} {
+		if ep, ok := keysecret.Endpoints.Of(name); !ok || ep != "scorer" {
+			t.Errorf("keysecret.Endpoints.Of(%q) = %q, %v", name, ep, ok)
+		}
+		vals, _ := af.Get("values").([]any)
+		if !slices.ContainsFunc(vals, func(v any) bool { return strings.HasPrefix(name, strings.Trim(fmt.Sprint(v), "'")) }) {
+			t.Errorf("the subject filter drops %s, an endpoint's secret", name)
+		}
 	}
 	// The filter lets through every secret the change journal tracks.
 	for _, name := range []string{"svc-a-primary", "svc-a-secondary", "svc-a-active", keysecret.AdminKeySecret, keysecret.SigningKeySecret} {
@@ -300,14 +311,15 @@ func TestConsumerAccessBicep(t *testing.T) {
 		"properties.principalId":      "principalId",
 		"properties.roleDefinitionId": "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)",
 	})
-	if ra.Condition != "isToken || isActiveKey" {
-		t.Errorf("the assignment's condition = %q; want isToken || isActiveKey", ra.Condition)
+	if ra.Condition != "isToken || isActiveKey || isEndpointActiveKey" {
+		t.Errorf("the assignment's condition = %q; want isToken || isActiveKey || isEndpointActiveKey", ra.Condition)
 	}
 	src, _ := infra.File("azure/consumer-access.bicep")
 	for _, want := range []string{
 		"var keyVaultSecretsUser = '" + keyVaultSecretsUser + "'",
 		"var isToken = startsWith(secretName, 'tok-')",
 		"var isActiveKey = startsWith(secretName, 'svc-') && endsWith(secretName, '-active')",
+		"var isEndpointActiveKey = startsWith(secretName, 'aml-') && endsWith(secretName, '-active')",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("consumer-access.bicep lacks %q", want)
@@ -316,11 +328,13 @@ func TestConsumerAccessBicep(t *testing.T) {
 	// The same rule, applied to the app's secret names (docs/design.md section 4).
 	isToken := func(s string) bool { return strings.HasPrefix(s, "tok-") }
 	isActive := func(s string) bool { return strings.HasPrefix(s, "svc-") && strings.HasSuffix(s, "-active") }
+	isEndpointActive := func(s string) bool { return strings.HasPrefix(s, "aml-") && strings.HasSuffix(s, "-active") }
 	for name, allowed := range map[string]bool{
-		"tok-batch": true, "svc-iris-active": true,
+		"tok-batch": true, "svc-iris-active": true, keysecret.Endpoints.Active("fraud"): true,
 		"svc-iris-primary": false, "svc-iris-secondary": false, "signing-key": false, "admin-key": false,
+		keysecret.Endpoints.Key("fraud", keysecret.Primary): false, keysecret.Endpoints.Key("fraud", keysecret.Secondary): false,
 	} {
-		if got := isToken(name) || isActive(name); got != allowed {
+		if got := isToken(name) || isActive(name) || isEndpointActive(name); got != allowed {
 			t.Errorf("consumer access to %s = %v; want %v", name, got, allowed)
 		}
 	}
@@ -384,4 +398,146 @@ func TestHostJSONKeepsTraces(t *testing.T) {
 	if s.IsEnabled && !slices.Contains(strings.Split(s.ExcludedTypes, ";"), "Trace") {
 		t.Errorf("host.json samples traces (excludedTypes %q): a rotation_failed line could be dropped before the alert sees it", s.ExcludedTypes)
 	}
+}
+
+// endpointRoleDoc returns the Actions of the custom role docs/endpoints.md
+// gives (the JSON for az role definition create).
+func endpointRoleDoc(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("../docs/endpoints.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(data), -1)
+	for _, b := range blocks {
+		if !strings.Contains(b[1], `"IsCustom"`) {
+			continue
+		}
+		var role struct {
+			Name                        string
+			IsCustom                    bool
+			Actions, NotActions         []string
+			DataActions, NotDataActions []string
+			AssignableScopes            []string
+		}
+		if err := json.Unmarshal([]byte(b[1]), &role); err != nil {
+			t.Fatalf("docs/endpoints.md: the role's JSON: %v", err)
+		}
+		if !role.IsCustom || !strings.HasPrefix(role.Name, "modelauth Azure ML endpoint key operator") {
+			t.Errorf("docs/endpoints.md's role is %q (IsCustom %v); want the custom role modelauth Azure ML endpoint key operator", role.Name, role.IsCustom)
+		}
+		if len(role.NotActions)+len(role.DataActions)+len(role.NotDataActions) != 0 {
+			t.Errorf("docs/endpoints.md's role has NotActions %v, DataActions %v, NotDataActions %v; want none", role.NotActions, role.DataActions, role.NotDataActions)
+		}
+		if len(role.AssignableScopes) == 0 {
+			t.Error("docs/endpoints.md's role has no AssignableScopes")
+		}
+		return role.Actions
+	}
+	t.Fatal("docs/endpoints.md has no ```json block with the custom role (\"IsCustom\": true)")
+	return nil
+}
+
+// TestAmlEndpointAccessBicep: the Azure ML endpoints' custom role holds
+// exactly the actions docs/endpoints.md documents (read, listKeys,
+// regenerateKeys and the reads of the operation's polls: nothing that
+// writes, deletes or scores), and it is assigned to the app's identity on
+// each endpoint of amlEndpointIds, at the endpoint, in its own group.
+func TestAmlEndpointAccessBicep(t *testing.T) {
+	f := bicep(t, "azure/main.bicep")
+	if p, ok := f.Params["amlEndpointIds"]; !ok || p.Type != "array" || p.Default != "[]" {
+		t.Errorf("main.bicep's amlEndpointIds = %+v; want an array parameter, default []", p)
+	}
+	role := resource(t, f, "amlKeyOperatorRole", "Microsoft.Authorization/roleDefinitions")
+	if role.Condition != "!empty(amlEndpointIds)" {
+		t.Errorf("the endpoint role's condition = %q; want !empty(amlEndpointIds): a role with no endpoint has nothing to grant", role.Condition)
+	}
+	wantProps(t, role, map[string]string{
+		"name":            "amlKeyOperatorRoleName",
+		"properties.type": "'CustomRole'",
+	})
+	if rn := role.Body.String("properties.roleName"); !strings.HasPrefix(rn, "'modelauth Azure ML endpoint key operator") {
+		t.Errorf("the endpoint role's roleName = %s; want modelauth Azure ML endpoint key operator (...)", rn)
+	}
+	perms, _ := role.Body.Get("properties.permissions").([]any)
+	if len(perms) != 1 {
+		t.Fatalf("the endpoint role has %d permission blocks; want 1", len(perms))
+	}
+	p := perms[0].(infra.BicepObject)
+	acts, _ := p["actions"].([]any)
+	var got []string
+	for _, a := range acts {
+		got = append(got, strings.Trim(fmt.Sprint(a), "'"))
+	}
+	want := endpointRoleDoc(t)
+	if !slices.Equal(got, want) {
+		t.Errorf("main.bicep's endpoint role's actions =\n  %s\ndocs/endpoints.md's =\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	for _, a := range got {
+		if !strings.HasPrefix(a, "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/") || strings.Contains(a, "*") {
+			t.Errorf("the endpoint role allows %s: want only actions on online endpoints, no wildcard", a)
+		}
+		for _, bad := range []string{"/write", "/delete", "/score/", "/token/"} {
+			if strings.Contains(strings.ToLower(a), bad) {
+				t.Errorf("the endpoint role allows %s", a)
+			}
+		}
+	}
+	// What the app calls (shared/azureml): Get, List Keys, Regenerate Keys
+	// and the polls of its operation.
+	for _, need := range []string{"onlineEndpoints/read", "onlineEndpoints/listKeys/action", "onlineEndpoints/regenerateKeys/action",
+		"onlineEndpoints/operationsstatus/read", "onlineEndpoints/operationresults/read"} {
+		if !slices.ContainsFunc(got, func(a string) bool { return strings.EqualFold(a, "Microsoft.MachineLearningServices/workspaces/"+need) }) {
+			t.Errorf("the endpoint role lacks %s", need)
+		}
+	}
+	for _, k := range []string{"notActions", "dataActions", "notDataActions"} {
+		if v := fmt.Sprint(p[k]); v != "[]" {
+			t.Errorf("the endpoint role's %s = %s; want none", k, v)
+		}
+	}
+
+	// One module per endpoint, in the endpoint's subscription and group.
+	src, _ := infra.File("azure/main.bicep")
+	for _, w := range []string{
+		"var amlKeyOperatorRoleName = guid(",
+		"module amlEndpointAccess 'aml-endpoint-access.bicep' = [",
+		"for (id, i) in amlEndpointIds: {",
+		"scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])",
+		"endpointId: id",
+		"principalId: identity.properties.principalId",
+		"roleDefinitionName: amlKeyOperatorRoleName",
+		"dependsOn: [amlKeyOperatorRole]",
+	} {
+		if !strings.Contains(src, w) {
+			t.Errorf("main.bicep lacks %q", w)
+		}
+	}
+
+	m := bicep(t, "azure/aml-endpoint-access.bicep")
+	for _, n := range []string{"endpointId", "principalId", "roleDefinitionName"} {
+		if p, ok := m.Params[n]; !ok || p.Type != "string" || p.Default != "" {
+			t.Errorf("aml-endpoint-access.bicep's %s = %+v; want a string parameter without a default", n, p)
+		}
+	}
+	if ep := resource(t, m, "endpoint", "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"); !ep.Existing {
+		t.Error("aml-endpoint-access.bicep declares a new online endpoint; want the existing one")
+	} else if ep.Body.String("name") != "'${parts[8]}/${parts[10]}'" {
+		t.Errorf("the endpoint's name = %s; want its workspace/name from endpointId", ep.Body.String("name"))
+	}
+	msrc, _ := infra.File("azure/aml-endpoint-access.bicep")
+	if !strings.Contains(msrc, "var parts = split(endpointId, '/')") {
+		t.Error("aml-endpoint-access.bicep does not take the endpoint's names from endpointId")
+	}
+	ras := m.OfType("Microsoft.Authorization/roleAssignments")
+	if len(ras) != 1 {
+		t.Fatalf("aml-endpoint-access.bicep has %d role assignments; want 1", len(ras))
+	}
+	wantProps(t, ras[0], map[string]string{
+		"scope":                       "endpoint",
+		"name":                        "guid(endpoint.id, principalId, roleDefinitionName)",
+		"properties.roleDefinitionId": "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionName)",
+		"properties.principalId":      "principalId",
+		"properties.principalType":    "'ServicePrincipal'",
+	})
 }

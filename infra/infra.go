@@ -4,6 +4,7 @@
 //	azure/main.bicep                      stage 1: the Flex Consumption function app, storage, Key Vault, identity, monitoring
 //	azure/eventgrid.bicep                 stage 2: Key Vault events to keyvaultevents, after the zip deploy
 //	azure/consumer-access.bicep           a consumer's read access to its own secret
+//	azure/aml-endpoint-access.bicep       the app identity's key-operator role on one Azure ML endpoint (a module of main.bicep)
 //	azure/main.parameters.example.json    parameters for main.bicep
 //	aws/template.yaml                     the AWS SAM template: Lambda functions, HTTP API, authorizer, schedules
 //

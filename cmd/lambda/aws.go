@@ -101,7 +101,9 @@ func newApp(ctx context.Context, getenv func(string) string, stdout io.Writer, k
 	if err != nil {
 		return nil, err
 	}
-	app, err := functions.NewAppWithStore(ctx, s, store, log)
+	// The same credential reaches Azure Resource Manager (Azure ML
+	// endpoints and their tokens): Lambda has no managed identity.
+	app, err := functions.NewAppWithStoreCredential(ctx, s, store, cred, log)
 	if err != nil {
 		return nil, err
 	}

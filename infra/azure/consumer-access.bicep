@@ -1,7 +1,9 @@
 // A consumer's access to its own secret only: Key Vault Secrets User on tok-<consumer> (a token
-// prefetchtokens keeps fresh) or svc-<service>-active (the active key of a key-mode service),
-// never on the vault. The secret must exist: deploy this after the app has written it (the first
-// prefetchtokens run, or the first get_keys of the service).
+// prefetchtokens keeps fresh), svc-<service>-active (the active key of a key-mode service) or
+// aml-<endpoint>-active (the active key of an Azure ML endpoint the app rotates,
+// docs/endpoints.md), never on the vault. The secret must exist: deploy this after the app has
+// written it (the first prefetchtokens run, the first get_keys of the service or endpoint, or the
+// first rotatekeys run).
 //
 //   az deployment group create -g <rg> -f infra/azure/consumer-access.bicep \
 //     -p keyVaultName=<vault> secretName=tok-batch principalId=<consumer's object id>
@@ -9,7 +11,7 @@
 @description('The vault of main.bicep (its keyVaultName output).')
 param keyVaultName string
 
-@description('The one secret the consumer reads: tok-<consumer> or svc-<service>-active.')
+@description('The one secret the consumer reads: tok-<consumer>, svc-<service>-active or aml-<endpoint>-active.')
 param secretName string
 
 @description('The object id of the consumer: a managed identity, a service principal or a group.')
@@ -24,6 +26,7 @@ var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
 var isToken = startsWith(secretName, 'tok-')
 var isActiveKey = startsWith(secretName, 'svc-') && endsWith(secretName, '-active')
+var isEndpointActiveKey = startsWith(secretName, 'aml-') && endsWith(secretName, '-active')
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
@@ -33,9 +36,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   }
 }
 
-// Refused for any other secret: the keys' own secrets, the signing key and the administrator
-// key are the app's alone.
-resource consumerRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isToken || isActiveKey) {
+// Refused for any other secret: the keys' own secrets (svc-*-primary/-secondary,
+// aml-*-primary/-secondary), the signing key and the administrator key are the app's alone.
+resource consumerRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isToken || isActiveKey || isEndpointActiveKey) {
   name: guid(vault::secret.id, principalId, keyVaultSecretsUser)
   scope: vault::secret
   properties: {
@@ -45,4 +48,4 @@ resource consumerRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
   }
 }
 
-output assigned bool = isToken || isActiveKey
+output assigned bool = isToken || isActiveKey || isEndpointActiveKey

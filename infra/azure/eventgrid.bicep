@@ -29,13 +29,17 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-// Events of the secrets validators need only: the service keys and their active copies
-// (svc-<service>-primary/-secondary/-active), the administrator key and the signing key.
+// Events of the secrets the app acts on only: the service keys and their active copies
+// (svc-<service>-primary/-secondary/-active), the administrator key and the signing key; and the
+// keys of the Azure ML endpoints the app rotates (aml-<endpoint>-primary/-secondary/-active,
+// docs/design.md section 15).
 // SecretNearExpiry (30 days before a version's exp) and SecretExpired run the same due-check as
-// the rotatekeys timer (an event never forces a rotation by itself; admin-key's are ignored).
+// the rotatekeys timer (an event never forces a rotation by itself; admin-key's are ignored); an
+// endpoint's due-check also compares its keys with the vault's and repairs drift.
 // SecretNewVersionCreated records the version in the change journal, unless the app's own write
 // recorded it already, so that every instance learns of a version written from outside the app
-// (the portal, the CLI) as of the app's own writes, within two journal slots.
+// (the portal, the CLI) as of the app's own writes, within two journal slots; for an aml-* secret
+// it is ignored (not_tracked): no validator reads an endpoint's keys.
 resource keyvaultevents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: topic
   name: 'keyvaultevents'
@@ -59,7 +63,7 @@ resource keyvaultevents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@202
         {
           operatorType: 'StringBeginsWith'
           key: 'subject'
-          values: ['svc-', 'admin-key', 'signing-key']
+          values: ['svc-', 'admin-key', 'signing-key', 'aml-']
         }
       ]
     }

@@ -56,6 +56,9 @@ param alertEmails array = []
 @minValue(30)
 param logRetentionDays int = 30
 
+@description('The ARM resource IDs of the Azure ML online endpoints whose keys the app rotates (modelauth.json\'s endpoints[].id, /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<ws>/onlineEndpoints/<name>): the app\'s identity gets the key operator role on each. See docs/endpoints.md.')
+param amlEndpointIds array = []
+
 var suffix = uniqueString(resourceGroup().id, name)
 var storageName = take('st${replace(name, '-', '')}${suffix}', 24)
 var vaultName = take('kv-${name}-${suffix}', 24)
@@ -65,6 +68,11 @@ var deploymentContainer = 'app-package'
 // Built-in roles (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// The custom role of the Azure ML endpoints' keys (below); its name is a GUID, fixed per group.
+var amlKeyOperatorRoleName = guid(resourceGroup().id, 'modelauth-aml-endpoint-key-operator')
+// The resource groups the endpoints are in: where the role may be assigned.
+var amlEndpointGroups = union(map(amlEndpointIds, id => '/subscriptions/${split(id, '/')[2]}/resourceGroups/${split(id, '/')[4]}'), [])
 
 // ---- Identity ---------------------------------------------------------------------------------
 
@@ -212,6 +220,53 @@ resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
   }
 }
 
+// ---- Azure ML online endpoints: their own keys ---------------------------------------------------
+
+// Least privilege on the endpoints named in amlEndpointIds: read one (its authMode and scoring
+// URI), list its keys, regenerate one, and follow the regenerateKeys long-running operation
+// (its Azure-AsyncOperation and Location polls). Not write, delete, token or score: the app never
+// changes an endpoint otherwise and never scores through it (docs/endpoints.md).
+resource amlKeyOperatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(amlEndpointIds)) {
+  name: amlKeyOperatorRoleName
+  properties: {
+    // Role names are unique in the whole tenant.
+    roleName: 'modelauth Azure ML endpoint key operator (${subscription().subscriptionId}/${resourceGroup().name})'
+    description: 'Read Azure ML online endpoints, list and regenerate their keys, poll the regenerateKeys operation; no write, delete, token or score.'
+    type: 'CustomRole'
+    // This group (where the role is defined) and the endpoints' groups; assigned on each endpoint only.
+    assignableScopes: union([resourceGroup().id], amlEndpointGroups)
+    permissions: [
+      {
+        actions: [
+          'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/read'
+          'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/listKeys/action'
+          'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/regenerateKeys/action'
+          'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/operationsstatus/read'
+          'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/operationresults/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// One assignment per endpoint, at the endpoint itself, in its own resource group (and
+// subscription), which may not be this one.
+module amlEndpointAccess 'aml-endpoint-access.bicep' = [
+  for (id, i) in amlEndpointIds: {
+    name: take('${appName}-aml-endpoint-${i}', 64)
+    scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+    params: {
+      endpointId: id
+      principalId: identity.properties.principalId
+      roleDefinitionName: amlKeyOperatorRoleName
+    }
+    dependsOn: [amlKeyOperatorRole]
+  }
+]
+
 // ---- The function app ---------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -317,6 +372,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ADMIN_KEY_ENABLED: string(adminKeyEnabled)
     OIDC_ISSUERS: oidcIssuers
     OIDC_AUDIENCES: oidcAudiences
+    ENDPOINT_SETTLE_DELAY: '30s'
+    ENDPOINT_OPERATION_TIMEOUT: '10m'
+    ENDPOINT_POLL_INTERVAL: '5s'
   }, appSettingOverrides)
   dependsOn: [vaultRotator, metricsPublisher]
 }
@@ -340,13 +398,15 @@ resource alertGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(al
 }
 
 // The handler's JSON log lines reach Application Insights as traces; a rotation_failed (or
-// signing_key_rotation_failed) event means a key was not rotated and an operator must look.
+// signing_key_rotation_failed) event means a key was not rotated and an operator must look, and
+// an endpoint_key_drift event that an Azure ML endpoint's keys differed from the vault's and were
+// repaired (a late operation, or a key regenerated outside the app: docs/endpoints.md).
 resource rotationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
   name: 'alert-${appName}-rotation-failed'
   location: location
   properties: {
     displayName: 'modelauth: a key rotation failed'
-    description: 'The rotatekeys timer, an event or a manual call logged rotation_failed or signing_key_rotation_failed.'
+    description: 'The rotatekeys timer, an event or a manual call logged rotation_failed, signing_key_rotation_failed or endpoint_key_drift.'
     severity: 1
     enabled: true
     scopes: [workspace.id]
@@ -361,7 +421,7 @@ resource rotationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-
         {
           query: '''
 AppTraces
-| where Message contains '"msg":"rotation_failed"' or Message contains '"msg":"signing_key_rotation_failed"'
+| where Message contains '"msg":"rotation_failed"' or Message contains '"msg":"signing_key_rotation_failed"' or Message contains '"msg":"endpoint_key_drift"'
 '''
           timeAggregation: 'Count'
           operator: 'GreaterThan'
