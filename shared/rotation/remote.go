@@ -25,7 +25,7 @@ import (
 //     as the key's new current version, and to the active copy if it
 //     holds that key, so clients learn it within one refresh interval.
 //
-// A key with a rotation to resume is left to it: resuming sets the staged
+// The inactive key with a rotation to resume is left to it: resuming sets the staged
 // value. reconcile returns the state read again if it wrote to the store.
 func (r *Rotator) reconcile(ctx context.Context, service string, st State) (State, error) {
 	rem, ok := r.remote()
@@ -47,7 +47,7 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 	}
 	wrote := false
 	for i, kt := range keysecret.KeyTypes {
-		if _, ok := st.resumable(i); ok {
+		if _, ok := st.resumable(i); ok && i != st.Active() {
 			continue
 		}
 		cur, ok := st.Slots[i].Current()
@@ -109,7 +109,7 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 // read: the common case, which needs nothing more.
 func inStep(st State, have [2]string) bool {
 	for i := range st.Slots {
-		if _, ok := st.resumable(i); ok {
+		if _, ok := st.resumable(i); ok && i != st.Active() {
 			continue
 		}
 		if cur, ok := st.Slots[i].Current(); ok && cur.Tags[keysecret.TagFingerprint] != keysecret.Fingerprint(have[i]) {
