@@ -1,16 +1,11 @@
 package amltest
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -97,13 +92,7 @@ type Server struct {
 	scoringLag   time.Duration
 	locationOnly bool
 
-	srv      *http.Server
-	listener net.Listener
-	done     chan struct{}
-
-	closing  sync.RWMutex
-	closed   bool
-	inflight sync.WaitGroup
+	tls *keyvaulttest.TLSServer
 
 	mu        sync.Mutex
 	endpoints map[string]*endpoint   // by lowercase resource id
@@ -144,16 +133,12 @@ func Start(opts *Options) (*Server, error) {
 	case o.Polls < 0:
 		o.Polls = 0
 	}
-	cert, err := keyvaulttest.ServerCertificate()
+	ts, err := keyvaulttest.ListenTLS("127.0.0.1:0", o.Logger)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("amltest: %w", err)
-	}
 	s := &Server{
-		URL:          "https://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
+		URL:          ts.URL,
 		Audience:     o.Audience,
 		kv:           o.KV,
 		now:          o.Now,
@@ -162,25 +147,14 @@ func Start(opts *Options) (*Server, error) {
 		retryAfter:   max(o.RetryAfter, 0),
 		scoringLag:   max(o.ScoringLag, 0),
 		locationOnly: o.LocationOnly,
-		done:         make(chan struct{}),
+		tls:          ts,
 		endpoints:    map[string]*endpoint{},
 		byScoring:    map[string]*endpoint{},
 		ops:          map[string]*operation{},
 		denied:       map[string]bool{},
 		aml:          map[string]amlTokenRec{},
 	}
-	// HTTP/1.1 only, so that a fault can take over (and reset) a connection.
-	s.listener = tls.NewListener(ln, &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"http/1.1"},
-		MinVersion:   tls.VersionTLS12,
-	})
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	go s.srv.Serve(s.listener)
+	ts.Start(s)
 	s.log.Info("amltest_started", "url", s.URL, "audience", s.Audience)
 	return s, nil
 }
@@ -189,28 +163,16 @@ func Start(opts *Options) (*Server, error) {
 // it fails the test if the server cannot start. opts.KV is required.
 func NewServer(t testing.TB, opts *Options) *Server {
 	t.Helper()
-	s, err := Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return keyvaulttest.StartForTest(t, Start, opts)
 }
 
 // Close stops the server: it ends delayed and hanging requests, closes
 // every connection and waits for the handlers to return. Close may be
 // called more than once.
 func (s *Server) Close() {
-	s.closing.Lock()
-	already := s.closed
-	s.closed = true
-	s.closing.Unlock()
-	if already {
+	if !s.tls.Close() {
 		return
 	}
-	close(s.done)
-	s.srv.Close()
-	s.inflight.Wait()
 	s.log.Info("amltest_stopped", "url", s.URL)
 }
 
@@ -252,21 +214,17 @@ var _ http.Handler = (*Server)(nil)
 // ServeHTTP serves the management API, the operation URLs and the scoring
 // URIs.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.closing.RLock()
-	if s.closed {
-		s.closing.RUnlock()
-		abort()
+	if !s.tls.Enter() {
+		panic(http.ErrAbortHandler) // closing: no response
 	}
-	s.inflight.Add(1)
-	s.closing.RUnlock()
-	defer s.inflight.Done()
+	defer s.tls.Leave()
 
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{StatusRecorder: keyvaulttest.StatusRecorder{ResponseWriter: w}}
 	defer func() {
 		// status 0: the connection was reset or dropped without a response.
 		s.log.Info("amltest_request", "method", r.Method, "path", r.URL.Path,
-			"op", string(rec.op), "status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+			"op", string(rec.op), "status", rec.Status, "duration_ms", time.Since(start).Milliseconds())
 	}()
 	if id := r.Header.Get("x-ms-correlation-request-id"); id != "" {
 		rec.Header().Set("x-ms-correlation-request-id", id)
@@ -391,20 +349,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op) bool 
 	if !ok {
 		return false
 	}
-	if f.Delay > 0 && s.wait(r.Context(), f.Delay) != nil {
-		abort()
-	}
-	switch {
-	case f.Reset:
-		resetConnection(w)
+	if s.tls.Disrupt(w, r, f.Delay, f.Reset, f.Hang) {
 		return true
-	case f.Hang:
-		select {
-		case <-r.Context().Done():
-		case <-s.done:
-		}
-		abort()
-	case f.Status != 0:
+	}
+	if f.Status != 0 {
 		if f.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		}
@@ -418,47 +366,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op) bool 
 	return false
 }
 
+// faultCode is ARM's error code for status: its text without spaces
+// (TooManyRequests, InternalServerError, ServiceUnavailable, ...).
 func faultCode(status int) string {
-	switch status {
-	case http.StatusTooManyRequests:
-		return "TooManyRequests"
-	case http.StatusInternalServerError:
-		return "InternalServerError"
-	case http.StatusServiceUnavailable:
-		return "ServiceUnavailable"
-	}
 	return strings.ReplaceAll(http.StatusText(status), " ", "")
-}
-
-// abort ends the request without a response.
-func abort() { panic(http.ErrAbortHandler) }
-
-// resetConnection closes the request's connection with a TCP RST.
-func resetConnection(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		abort()
-	}
-	if tc, ok := conn.(*tls.Conn); ok {
-		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
-			tcp.SetLinger(0)
-		}
-	}
-	conn.Close()
-}
-
-// wait blocks for d, or until the request or the server ends.
-func (s *Server) wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return errors.New("amltest: server closed")
-	}
 }
 
 // armError is ARM's ErrorResponse (common-types v3).
@@ -476,19 +387,7 @@ func writeARMError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, armError{Error: armErrorDetail{Code: code, Message: msg}})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "amltest: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("x-ms-request-id", newGUID())
-	w.WriteHeader(status)
-	w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { keyvaulttest.WriteJSON(w, status, v) }
 
 // writeEmpty answers status with no body.
 func writeEmpty(w http.ResponseWriter, status int) {
@@ -500,27 +399,9 @@ func writeEmpty(w http.ResponseWriter, status int) {
 // statusRecorder remembers the operation and the status written, for the
 // request log.
 type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	op     Op
+	keyvaulttest.StatusRecorder
+	op Op
 }
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (Hijack).
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // newKey returns a random endpoint key: 32 characters of base64url.
 func newKey() string {
@@ -529,12 +410,4 @@ func newKey() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// newGUID returns a random version-4 GUID in lowercase.
-func newGUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func newGUID() string { return keyvaulttest.NewGUID() }

@@ -1,12 +1,8 @@
 package keyvaulttest
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -15,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -106,14 +101,7 @@ type Server struct {
 	log           *slog.Logger
 	resources     []string // Options.Resources
 
-	srv      *http.Server
-	listener net.Listener
-	done     chan struct{} // closed by Close: ends delays and hangs
-
-	// closing guards inflight against Add after Close has started waiting.
-	closing  sync.RWMutex
-	closed   bool
-	inflight sync.WaitGroup
+	tls *TLSServer
 
 	store  store
 	tokens tokens
@@ -132,12 +120,8 @@ func Start(opts *Options) (*Server, error) {
 	if o.Addr == "" {
 		o.Addr = DefaultAddr
 	}
-	host, _, err := net.SplitHostPort(o.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("keyvaulttest: address %q: %w", o.Addr, err)
-	}
-	if host != "" && host != "127.0.0.1" {
-		return nil, fmt.Errorf("keyvaulttest: address %q: the host must be 127.0.0.1", o.Addr)
+	if _, err := listenPort(o.Addr); err != nil {
+		return nil, err
 	}
 	if o.PageSize == 0 {
 		o.PageSize = DefaultPageSize
@@ -172,15 +156,11 @@ func Start(opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := serverCertificate()
+	ts, err := ListenTLS(o.Addr, o.Logger)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", portOf(o.Addr)))
-	if err != nil {
-		return nil, fmt.Errorf("keyvaulttest: %w", err)
-	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(ts.Port)
 	vaultURL, resource := "https://127.0.0.1:"+port, "https://0.0.1:"+port
 	if o.NamedVault {
 		vaultURL, resource = "https://"+LocalhostVault+":"+port, "https://localhost:"+port
@@ -200,20 +180,9 @@ func Start(opts *Options) (*Server, error) {
 		now:           o.Now,
 		log:           o.Logger,
 		resources:     slices.Clone(o.Resources),
-		done:          make(chan struct{}),
+		tls:           ts,
 	}
-	// HTTP/1.1 only, so that a fault can take over (and reset) a connection.
-	s.listener = tls.NewListener(ln, &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"http/1.1"},
-		MinVersion:   tls.VersionTLS12,
-	})
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	go s.srv.Serve(s.listener) // returns http.ErrServerClosed on Close
+	ts.Start(s)
 	s.log.Info("keyvaulttest_started", "vault_url", s.VaultURL, "tenant_id", s.TenantID, "client_id", s.ClientID)
 	return s, nil
 }
@@ -222,28 +191,16 @@ func Start(opts *Options) (*Server, error) {
 // test ends; it fails the test if the server cannot start.
 func NewServer(t testing.TB, opts *Options) *Server {
 	t.Helper()
-	s, err := Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return StartForTest(t, Start, opts)
 }
 
 // Close stops the server: it ends delayed and hanging requests, closes
 // every connection and waits for the handlers to return. The stored
 // secrets are lost. Close may be called more than once.
 func (s *Server) Close() {
-	s.closing.Lock()
-	already := s.closed
-	s.closed = true
-	s.closing.Unlock()
-	if already {
+	if !s.tls.Close() {
 		return
 	}
-	close(s.done)
-	s.srv.Close()
-	s.inflight.Wait()
 	s.log.Info("keyvaulttest_stopped", "vault_url", s.VaultURL)
 }
 
@@ -281,21 +238,17 @@ var _ http.Handler = (*Server)(nil)
 
 // ServeHTTP routes a request to the vault or to the token endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.closing.RLock()
-	if s.closed {
-		s.closing.RUnlock()
-		abort()
+	if !s.tls.Enter() {
+		abort() // closing
 	}
-	s.inflight.Add(1)
-	s.closing.RUnlock()
-	defer s.inflight.Done()
+	defer s.tls.Leave()
 
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{StatusRecorder: StatusRecorder{ResponseWriter: w}}
 	defer func() {
 		// status 0: the connection was reset or dropped without a response.
 		s.log.Info("keyvaulttest_request", "method", r.Method, "path", r.URL.Path,
-			"op", string(rec.op), "status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+			"op", string(rec.op), "status", rec.Status, "duration_ms", time.Since(start).Milliseconds())
 	}()
 	s.route(rec, r)
 }
@@ -333,20 +286,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op, name 
 	if !ok {
 		return false
 	}
-	if f.Delay > 0 && s.wait(r.Context(), f.Delay) != nil {
-		abort()
-	}
-	switch {
-	case f.Reset:
-		resetConnection(w)
+	if s.tls.Disrupt(w, r, f.Delay, f.Reset, f.Hang) {
 		return true
-	case f.Hang:
-		select {
-		case <-r.Context().Done():
-		case <-s.done:
-		}
-		abort()
-	case f.Status != 0:
+	}
+	if f.Status != 0 {
 		if f.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.RetryAfter.Seconds()))))
 		}
@@ -360,32 +303,12 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, op Op, name 
 	return false
 }
 
-// abort ends the request without a response: the client gave up, or the
-// server is closing and must not answer a hung request.
-func abort() { panic(http.ErrAbortHandler) }
-
-// resetConnection closes the request's connection with a TCP RST.
-func resetConnection(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		abort()
-	}
-	if tc, ok := conn.(*tls.Conn); ok {
-		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
-			tcp.SetLinger(0)
-		}
-	}
-	conn.Close()
-}
-
+// faultKVCode is Key Vault's error code for status: Throttled for 429,
+// otherwise its text without spaces (InternalServerError,
+// ServiceUnavailable, ...).
 func faultKVCode(status int) string {
-	switch status {
-	case http.StatusTooManyRequests:
+	if status == http.StatusTooManyRequests {
 		return "Throttled"
-	case http.StatusInternalServerError:
-		return "InternalServerError"
-	case http.StatusServiceUnavailable:
-		return "ServiceUnavailable"
 	}
 	return strings.ReplaceAll(http.StatusText(status), " ", "")
 }
@@ -421,51 +344,32 @@ func writeKVErrorInner(w http.ResponseWriter, status int, code, msg, inner strin
 	writeJSON(w, status, body)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "keyvaulttest: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("x-ms-request-id", newGUID())
-	w.WriteHeader(status)
-	w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { WriteJSON(w, status, v) }
 
 // statusRecorder remembers the operation and the status written, for the
 // request log.
 type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	op     Op // the request's operation, "" for others
+	StatusRecorder
+	op Op // the request's operation, "" for others
 }
 
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
+// listenPort checks a listen address, whose host must be 127.0.0.1 or
+// empty, and returns its port ("0" for none).
+func listenPort(addr string) (string, error) {
+	if addr == "" {
+		return "0", nil
 	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("keyvaulttest: address %q: %w", addr, err)
 	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (Hijack).
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func portOf(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
+	if host != "" && host != "127.0.0.1" {
+		return "", fmt.Errorf("keyvaulttest: address %q: the host must be 127.0.0.1", addr)
+	}
 	if port == "" {
-		return "0"
+		return "0", nil
 	}
-	return port
+	return port, nil
 }
 
 func randomHex(n int) string {
@@ -474,15 +378,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// newGUID returns a random version-4 GUID in lowercase.
-func newGUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func newGUID() string { return NewGUID() }
 
 // validTenant is azidentity's rule for tenant IDs.
 func validTenant(t string) bool {
@@ -495,18 +391,4 @@ func validTenant(t string) bool {
 		}
 	}
 	return true
-}
-
-// wait blocks for d, or until the request or the server ends.
-func (s *Server) wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return errors.New("keyvaulttest: server closed")
-	}
 }
