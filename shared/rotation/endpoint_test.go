@@ -377,7 +377,7 @@ func runSlowed(s *scheduler, actors []*actor, crashOneIn int, check func() error
 			}
 		}
 		if err := check(); err != nil {
-			return calls, crashed, fmt.Errorf("after %d calls: %w", calls, err)
+			return calls, crashed, fmt.Errorf("after %d store calls: %w", calls, err)
 		}
 		if len(gated) == 0 {
 			break

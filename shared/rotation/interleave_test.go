@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,36 +71,7 @@ func (s *scheduler) before(ctx context.Context, op string) error {
 // call or has ended. It returns the calls let through and whether an
 // actor crashed.
 func (s *scheduler) run(actors []*actor, crashOneIn int, check func() error) (calls int, crashed bool, err error) {
-	running, alive := len(actors), len(actors)
-	var gated []int
-	for alive > 0 {
-		for running > 0 {
-			ev := <-s.events
-			running--
-			if ev >= 0 {
-				gated = append(gated, ev)
-			} else {
-				alive--
-			}
-		}
-		if err := check(); err != nil {
-			return calls, crashed, fmt.Errorf("after %d store calls: %w", calls, err)
-		}
-		if len(gated) == 0 {
-			break
-		}
-		// By actor, not by arrival: the seed alone decides the schedule.
-		slices.Sort(gated)
-		i := s.rng.IntN(len(gated))
-		a := gated[i]
-		gated = append(gated[:i], gated[i+1:]...)
-		crash := !crashed && s.rng.IntN(crashOneIn) == 0
-		crashed = crashed || crash
-		calls++
-		running++
-		actors[a].permit <- !crash
-	}
-	return calls, crashed, nil
+	return runSlowed(s, actors, crashOneIn, check, func(int) bool { return false }, 0)
 }
 
 const service = "svc"
