@@ -50,6 +50,11 @@ type KeyCache interface {
 // key-cache TTL slots), through the
 // active copy too when kt is the active key. The new version keeps the
 // key's place in rotation: current, with the same activation time.
+//
+// With a [Remote] target the value is written to the store, then applied
+// at the remote (whose old value stops working when Apply returns), and
+// only then to the active copy; a failed Apply is [ErrNotApplied], which
+// the next due-check's reconcile finishes.
 func (r *Rotator) Regenerate(ctx context.Context, service string, kt keysecret.KeyType, value string) error {
 	if value == "" {
 		var err error
