@@ -309,7 +309,7 @@ func TestEndToEnd(t *testing.T) {
 			{"unknown subcommand", nil, []string{"keys", "list", "iris"}, `unknown command "keys list"`},
 			{"missing subcommand", nil, []string{"token"}, "token: missing subcommand"},
 			{"missing service", nil, []string{"keys", "get"}, "modelauth: keys get: missing <service>"},
-			{"extra argument", nil, []string{"validate", "iris", keys.SecondaryKey}, "unexpected argument"},
+			{"extra argument", nil, []string{"validate", "iris", "k" + keys.SecondaryKey}, "unexpected argument"}, // a key may begin with "-", which is another error
 			{"a token for a service", nil, []string{"validate", token}, "not a service name"},
 			{"unknown flag", nil, []string{"keys", "get", "iris", "--bogus"}, "unknown flag -bogus"},
 			{"flag without value", nil, []string{"keys", "regen", "iris", "--type"}, "flag needs an argument: -type"},
