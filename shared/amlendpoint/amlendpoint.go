@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modelauth/modelauth/shared/azureml"
@@ -194,7 +195,7 @@ var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
 // scrub keeps the key out of a transport error (a URL error quotes the
 // URL, never headers, but be sure).
 func scrub(err error, key string) error {
-	if key != "" && bytes.Contains([]byte(err.Error()), []byte(key)) {
+	if key != "" && strings.Contains(err.Error(), key) {
 		return errors.New("transport error")
 	}
 	return err
@@ -248,9 +249,6 @@ func explain(op string, err error) error {
 	default:
 		cause, hint = "bad_request", "Azure ML refused the request"
 	}
-	if ae.Code == "" && op == "regenerateKeys" && ae.StatusCode < 300 {
-		cause = "operation_failed"
-	}
 	return &Failure{Cause: cause, Err: fmt.Errorf("%s: %w: %s", op, err, hint)}
 }
 
@@ -258,5 +256,6 @@ func clip(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "..."
 	}
-	return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

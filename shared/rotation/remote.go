@@ -54,28 +54,31 @@ func (r *Rotator) reconcile(ctx context.Context, service string, st State) (Stat
 		if !ok {
 			continue // not created yet: Provision adopts it
 		}
+		var value string // cur's value, read only when needed
+		readValue := func() error {
+			if value != "" {
+				return nil
+			}
+			sec, err := r.Store.GetSecret(ctx, r.family().Key(service, kt), cur.ID)
+			value = sec.Value
+			return err
+		}
 		want := cur.Tags[keysecret.TagFingerprint]
-		var value string // cur's value, once read
 		if want == "" {
 			// A version written without the tag (from outside the app):
 			// compare the value itself.
-			sec, err := r.Store.GetSecret(ctx, r.family().Key(service, kt), cur.ID)
-			if err != nil {
+			if err := readValue(); err != nil {
 				return st, err
 			}
-			value, want = sec.Value, keysecret.Fingerprint(sec.Value)
+			want = keysecret.Fingerprint(value)
 		}
 		got := keysecret.Fingerprint(have[i])
 		if got == want {
 			continue
 		}
 		if st.holds(got) {
-			if value == "" {
-				sec, err := r.Store.GetSecret(ctx, r.family().Key(service, kt), cur.ID)
-				if err != nil {
-					return st, err
-				}
-				value = sec.Value
+			if err := readValue(); err != nil {
+				return st, err
 			}
 			if err := rem.Apply(ctx, service, kt, Staged{Value: value, Created: cur.Created}); err != nil {
 				return st, fmt.Errorf("restoring the %s key at the endpoint: %w", kt, err)
