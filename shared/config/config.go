@@ -329,9 +329,9 @@ func checkService(i int, fs fileService) (Service, error) {
 		if mode != d.mode {
 			return Service{}, fmt.Errorf("service %q: %s applies to %s mode, not %s", fs.Name, d.field, d.mode, mode)
 		}
-		v, err := time.ParseDuration(strings.TrimSpace(*d.raw))
-		if err != nil || v <= 0 {
-			return Service{}, fmt.Errorf("service %q: %s %q: want a positive Go duration such as \"720h\"", fs.Name, d.field, clip(*d.raw))
+		v, err := positiveDuration(d.field, *d.raw)
+		if err != nil {
+			return Service{}, fmt.Errorf("service %q: %w", fs.Name, err)
 		}
 		*d.dst = v
 	}
@@ -417,6 +417,15 @@ func checkScoringURI(raw string) (*url.URL, error) {
 		return nil, errors.New("must not have a query or fragment")
 	}
 	return u, nil
+}
+
+// positiveDuration parses a file's duration field, such as "720h".
+func positiveDuration(field, raw string) (time.Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(raw))
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive Go duration such as \"720h\"", field, clip(raw))
+	}
+	return v, nil
 }
 
 // clip shortens a value quoted in an error.

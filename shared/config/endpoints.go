@@ -116,9 +116,9 @@ func checkEndpoint(i int, fe fileEndpoint) (Endpoint, error) {
 		if d.raw == nil {
 			continue
 		}
-		v, err := time.ParseDuration(strings.TrimSpace(*d.raw))
-		if err != nil || v <= 0 {
-			return fail("%s %q: want a positive Go duration such as \"720h\"", d.field, clip(*d.raw))
+		v, err := positiveDuration(d.field, *d.raw)
+		if err != nil {
+			return fail("%w", err)
 		}
 		*d.dst = v
 	}
