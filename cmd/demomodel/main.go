@@ -2,7 +2,8 @@
 // one machine: `make run` starts it on 127.0.0.1:5001 as the scoringUri of
 // the sample services in modelauth.json. It answers POST /score with a
 // fixed-rule "prediction" and echoes the X-ModelAuth-* identity modelauth
-// sent, so a user can see what an upstream receives.
+// sent (and whether an Authorization header came too, never its value), so
+// a user can see what an upstream receives.
 package main
 
 import (
@@ -76,11 +77,14 @@ func handler() http.Handler {
 		}
 		caller := map[string]string{}
 		for k, v := range r.Header {
-			if strings.HasPrefix(strings.ToLower(k), "x-modelauth-") {
+			if name := strings.ToLower(k); strings.HasPrefix(name, "x-modelauth-") || strings.HasPrefix(name, "x_modelauth_") {
 				caller[k] = strings.Join(v, ",")
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"predictions": preds, "path": r.URL.Path, "caller": caller})
+		// Whether the caller's credentials reached the model (never their
+		// value): in front of a model, a gateway should remove them.
+		_, auth := r.Header["Authorization"]
+		json.NewEncoder(w).Encode(map[string]any{"predictions": preds, "path": r.URL.Path, "caller": caller, "authorization": auth})
 	})
 }

@@ -170,19 +170,30 @@ type Challenger interface {
 // carries Retry-After, unless the response already has one.
 // Errors with a cause, and every 5xx, are logged to log (which may be nil).
 func Write(w http.ResponseWriter, log *slog.Logger, err error) {
+	status, body := Prepare(w.Header(), log, err)
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// Prepare does what [Write] does but for writing the answer: it sets the
+// response headers in h (the challenge, Retry-After, the JSON content
+// type), logs, and returns the status and the body (one line of JSON and a
+// newline), for a caller that answers them its own way (validate's
+// gateway mode, docs/design.md section 2.6).
+func Prepare(h http.Header, log *slog.Logger, err error) (status int, data []byte) {
 	var c Challenger
 	if errors.As(err, &c) {
 		if v := c.WWWAuthenticate(); v != "" {
-			w.Header().Set("WWW-Authenticate", v)
+			h.Set("WWW-Authenticate", v)
 		}
 	}
 	var e *Error
 	if !errors.As(err, &e) {
 		e = Wrap(Internal, "internal error", err)
 	}
-	status := Status(e.Code)
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", RetryAfterValue(e.retryAfter()))
+	status = Status(e.Code)
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", RetryAfterValue(e.retryAfter()))
 	}
 	if level, ok := e.LogLevel(); log != nil && ok {
 		log.Log(context.Background(), level, "request_failed", e.LogAttrs()...)
@@ -190,7 +201,12 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 	var b body
 	b.Error.Code = e.Code
 	b.Error.Message = e.Message
-	WriteJSON(w, status, b)
+	data, jerr := json.Marshal(b)
+	if jerr != nil { // not reached: b is two strings
+		status, data = http.StatusInternalServerError, []byte(internalBody)
+	}
+	setJSONHeaders(h)
+	return status, append(data, '\n')
 }
 
 // RetryAfterValue is d as a Retry-After value: whole seconds, rounded up,
@@ -216,10 +232,12 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		data = []byte(`{"error":{"code":"InternalError","message":"internal error"}}`)
+		data = []byte(internalBody)
 	}
 	WriteRawJSON(w, status, append(data, '\n'))
 }
+
+const internalBody = `{"error":{"code":"InternalError","message":"internal error"}}`
 
 // Header values shared by every response; full slices, so that an append
 // to a response's header copies rather than changes them.
@@ -228,11 +246,14 @@ var (
 	nosniff  = []string{"nosniff"}
 )
 
-// WriteRawJSON writes body, which must be JSON, with status.
-func WriteRawJSON(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
+func setJSONHeaders(h http.Header) {
 	h["Content-Type"] = jsonType[:1:1]
 	h["X-Content-Type-Options"] = nosniff[:1:1]
+}
+
+// WriteRawJSON writes body, which must be JSON, with status.
+func WriteRawJSON(w http.ResponseWriter, status int, body []byte) {
+	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
 	w.Write(body)
 }
