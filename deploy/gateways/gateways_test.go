@@ -36,7 +36,27 @@ const (
 	recipeModelAuth = "127.0.0.1:7071"
 	recipeModel     = "127.0.0.1:5001"
 	recipeGateway   = "127.0.0.1:8080"
+	// recipeCacheDir is the cached nginx recipe's cache folder.
+	recipeCacheDir = "/run/nginx-modelauth"
 )
+
+// gatewayDir is a folder for a gateway's files, readable by nginx's
+// workers (they run as nobody); with tmpfs, on the tmpfs /dev/shm where
+// there is one, as the cached recipe asks of its cache.
+func gatewayDir(t *testing.T, tmpfs bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	if st, err := os.Stat("/dev/shm"); tmpfs && err == nil && st.IsDir() {
+		if shm, err := os.MkdirTemp("/dev/shm", "modelauth-gateways-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(shm) })
+			dir = shm
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
 
 // The services every recipe serves in the tests (the names of
 // modelauth.json's samples).
@@ -210,6 +230,9 @@ type gateway struct {
 	// validate's status, error code and challenge (its realm and error),
 	// with the gateway's own message.
 	answersItself []string
+	// cache is the folder, in the gateway's, where it caches validate's
+	// answers ("": none), on a tmpfs.
+	cache string
 }
 
 // recipe reads a recipe file and replaces the addresses it is written
@@ -242,6 +265,9 @@ func writeFile(t *testing.T, name, text string) {
 var gateways = []gateway{
 	// nginx refuses two Authorization headers itself.
 	{name: "nginx", command: "nginx", start: startNginx("nginx/modelauth.conf"), answersItself: []string{"two headers"}},
+	{name: "nginx-cached", command: "nginx", answersItself: []string{"two headers"}, cache: "cache", start: func(t *testing.T, dir string, s *stack, addr string) *exec.Cmd {
+		return startNginx("nginx/modelauth-cached.conf", recipeCacheDir, filepath.Join(dir, "cache"))(t, dir, s, addr)
+	}},
 	{name: "caddy", command: "caddy", start: func(t *testing.T, dir string, s *stack, addr string) *exec.Cmd {
 		writeFile(t, filepath.Join(dir, "Caddyfile"), recipe(t, "caddy/Caddyfile", s, addr))
 		cmd := exec.Command("caddy", "run", "--adapter", "caddyfile", "--config", filepath.Join(dir, "Caddyfile"))
@@ -267,7 +293,7 @@ func startNginx(conf string, more ...string) func(t *testing.T, dir string, s *s
 // running is a started gateway.
 type running struct {
 	gateway
-	url string
+	url, dir string
 }
 
 // startGateways starts every gateway whose server is installed; with
@@ -284,11 +310,10 @@ func startGateways(t *testing.T, s *stack) []running {
 			}
 			continue
 		}
-		dir := t.TempDir()
-		os.Chmod(dir, 0o755) // nginx's workers run as nobody
+		dir := gatewayDir(t, g.cache != "")
 		addr := freeAddr(t)
 		startProcess(t, g.name, g.start(t, dir, s, addr), addr)
-		out = append(out, running{g, "http://" + addr})
+		out = append(out, running{g, "http://" + addr, dir})
 	}
 	if len(out) == 0 {
 		t.Skip("no gateway server is installed")
@@ -472,6 +497,12 @@ func TestGateways(t *testing.T) {
 		}
 	}
 
+	for _, g := range gws {
+		if g.cache != "" {
+			t.Run(g.name+"/cache files", func(t *testing.T) { checkCacheFiles(t, filepath.Join(g.dir, g.cache)) })
+		}
+	}
+
 	// The store goes down: with KEY_CACHE_MAX_STALENESS=0, validate answers
 	// 503 once the open slot ends.
 	s.kv.Close()
@@ -492,5 +523,30 @@ func TestGateways(t *testing.T) {
 	}
 	for _, g := range gws {
 		t.Run(g.name+"/"+down.name, func(t *testing.T) { check(t, s, g, down) })
+	}
+}
+
+// checkCacheFiles checks a cache of validate's answers: its folder and
+// every file in it are its owner's alone (nginx writes each entry's key,
+// the caller's credential, into its file), and it holds entries.
+func checkCacheFiles(t *testing.T, dir string) {
+	entries := 0
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v; want its owner's alone", path, perm)
+		}
+		if info.Mode().IsRegular() {
+			entries++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries == 0 {
+		t.Errorf("the cache in %s holds no entry", dir)
 	}
 }
