@@ -14,7 +14,7 @@ require (
 
 require (
 	github.com/kr/text v0.2.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

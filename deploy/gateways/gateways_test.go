@@ -263,6 +263,16 @@ func writeFile(t *testing.T, name, text string) {
 }
 
 var gateways = []gateway{
+	{name: "haproxy", command: "haproxy", start: func(t *testing.T, dir string, s *stack, addr string) *exec.Cmd {
+		lua, err := os.ReadFile("haproxy/modelauth.lua")
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "modelauth.lua"), string(lua))
+		writeFile(t, filepath.Join(dir, "haproxy.cfg"), recipe(t, "haproxy/haproxy.cfg", s, addr,
+			"lua-load deploy/gateways/haproxy/modelauth.lua", "lua-load "+filepath.Join(dir, "modelauth.lua")))
+		return exec.Command("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+	}},
 	// nginx refuses two Authorization headers itself.
 	{name: "nginx", command: "nginx", start: startNginx("nginx/modelauth.conf"), answersItself: []string{"two headers"}},
 	{name: "nginx-cached", command: "nginx", answersItself: []string{"two headers"}, cache: "cache", start: func(t *testing.T, dir string, s *stack, addr string) *exec.Cmd {
