@@ -11,7 +11,7 @@ import (
 )
 
 // TestValidateGatewayMode checks validate's gateway mode
-// (docs/design.md section 2.6) against validate's own answers: for each
+// (docs/design.md section 2.7) against validate's own answers: for each
 // outcome, the gateway mode answers 401 (200 stays 200) with the same
 // headers and body, the real status in X-ModelAuth-Status and the body in
 // X-ModelAuth-Error.

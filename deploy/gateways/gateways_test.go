@@ -513,6 +513,14 @@ func TestGateways(t *testing.T) {
 		}
 	}
 
+	// A revoked key: refused by validate at once, and through a cache of
+	// validate's answers once the cached 200 ends (docs/gateways.md).
+	for _, g := range gws {
+		if g.cache != "" {
+			t.Run(g.name+"/revoked key", func(t *testing.T) { checkRevocation(t, s, g) })
+		}
+	}
+
 	// The store goes down: with KEY_CACHE_MAX_STALENESS=0, validate answers
 	// 503 once the open slot ends.
 	s.kv.Close()
@@ -559,4 +567,50 @@ func checkCacheFiles(t *testing.T, dir string) {
 	if entries == 0 {
 		t.Errorf("the cache in %s holds no entry", dir)
 	}
+}
+
+// cachedFor is how long the cached nginx recipe keeps validate's 200s
+// (proxy_cache_valid).
+const cachedFor = 10 * time.Second
+
+// checkRevocation regenerates demo's Primary key and checks that the old
+// value is refused by validate at once and by the cached gateway within
+// cachedFor, having worked there from the cache until then.
+func checkRevocation(t *testing.T, s *stack, g running) {
+	old := gwCase{name: "revoked key", service: "demo", auth: []string{"Bearer " + s.key}}
+	if r := send(t, "POST", g.url+"/demo/score", old, `{"data":[[1,2,3]]}`); r.status != 200 {
+		t.Fatalf("the key before regen_key = %d %s", r.status, r.body)
+	}
+	var keys struct{ PrimaryKey string }
+	req, _ := http.NewRequest("POST", s.app.URL+"/api/services/demo/keys/regenerate", strings.NewReader(`{"keyType":"Primary"}`))
+	req.Header.Set("Authorization", "Bearer "+s.app.AdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&keys)
+	resp.Body.Close()
+	regen := time.Now()
+	if resp.StatusCode != 200 || keys.PrimaryKey == "" {
+		t.Fatalf("regen_key = %d", resp.StatusCode)
+	}
+	if r := send(t, "GET", s.app.URL+"/api/services/demo/validate", old, ""); r.status != 401 {
+		t.Fatalf("validate of the replaced key = %d; want 401 at once", r.status)
+	}
+	if r := send(t, "POST", g.url+"/demo/score", old, `{"data":[[1,2,3]]}`); r.status != 200 {
+		t.Errorf("the replaced key through the cache right after regen_key = %d; want the cached 200", r.status)
+	}
+	for {
+		r := send(t, "POST", g.url+"/demo/score", old, `{"data":[[1,2,3]]}`)
+		if r.status == 401 {
+			t.Logf("the replaced key was refused through the cache %v after regen_key", time.Since(regen).Round(100*time.Millisecond))
+			break
+		}
+		if time.Since(regen) > cachedFor+2*time.Second {
+			t.Fatalf("the replaced key still answers %d through the cache %v after regen_key; want 401 within %v", r.status, time.Since(regen), cachedFor)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.key = keys.PrimaryKey
 }

@@ -6,7 +6,7 @@
 // ignored, so that Envoy ext_authz (path prefix plus the original path),
 // nginx auth_request and APIM send-request can all call it.
 //
-// Gateway mode (docs/design.md section 2.6): with the query parameter
+// Gateway mode (docs/design.md section 2.7): with the query parameter
 // refusalStatus=401, every refusal is answered 401, its real status in
 // X-ModelAuth-Status and its JSON body, one line, in X-ModelAuth-Error,
 // for gateways such as nginx's auth_request that pass only 2xx, 401 and

@@ -179,7 +179,7 @@ func Write(w http.ResponseWriter, log *slog.Logger, err error) {
 // response headers in h (the challenge, Retry-After, the JSON content
 // type), logs, and returns the status and the body (one line of JSON and a
 // newline), for a caller that answers them its own way (validate's
-// gateway mode, docs/design.md section 2.6).
+// gateway mode, docs/design.md section 2.7).
 func Prepare(h http.Header, log *slog.Logger, err error) (status int, data []byte) {
 	var c Challenger
 	if errors.As(err, &c) {
