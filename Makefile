@@ -30,7 +30,7 @@ FUZZ_TARGETS := \
 	./shared/jwtclaims:FuzzMembersAgreeWithDecoder \
 	./infra:FuzzParseBicep
 
-.PHONY: build stage lambda package run admin-key test fuzz-short fuzz bench lint clean
+.PHONY: build stage lambda package run nginx admin-key test fuzz-short fuzz bench lint clean
 
 build:
 	$(GO) build ./...
@@ -92,14 +92,43 @@ package:
 	@echo "wrote $(PACKAGE)/modelauth-azure.zip (Azure Functions, linux/$(HANDLER_GOARCH))"
 	@for a in $(LAMBDA_ARCHES); do echo "wrote $(PACKAGE)/modelauth-lambda-$${a%%:*}.zip (AWS Lambda, provided.al2023)"; done
 
+# The demo model's address: the demo services' scoringUri in modelauth.json
+# names 127.0.0.1:5001 (tests move it to keep clear of a running `make run`).
+DEMO_ADDR ?= 127.0.0.1:5001
+# The issuer follows PORT (the local settings name port 7071), unless
+# MODELAUTH_ISSUER is in the environment; with PORT=0 the port is not known
+# here, and the local settings' issuer stays.
+RUN_ISSUER := $(if $(MODELAUTH_ISSUER),,$(if $(filter 0 7071,$(PORT)),,MODELAUTH_ISSUER=http://localhost:$(PORT)/api))
+
 # Serve the app on http://localhost:$(PORT) with the embedded store in
-# $(DATA_DIR), and the demo scoring model on 127.0.0.1:5001.
+# $(DATA_DIR), and the demo scoring model on $(DEMO_ADDR). Both run in the
+# background of the recipe's shell, which waits for the host: Ctrl-C, or a
+# TERM to make (which make passes to this shell), stops both at once, and
+# the host's exit (an error at start, say) stops the demo model.
 run: build
 	@$(MAKE) --no-print-directory stage HANDLER_GOOS=$$($(GO) env GOOS) HANDLER_GOARCH=$$($(GO) env GOARCH)
-	@echo "Read the administrator key with: make -s admin-key"
-	@$(BIN)/demomodel --addr 127.0.0.1:5001 & demo=$$!; \
-		trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
-		MODELAUTH_DATA_DIR=$(DATA_DIR) $(BIN)/funchost --app $(APP) --port $(PORT)
+	@echo "Read the administrator key with: make -s admin-key$(if $(filter $(CURDIR)/.modelauth,$(DATA_DIR)),, DATA_DIR=$(DATA_DIR))"
+	@demo=; host=; \
+		trap 'kill -TERM $$host $$demo 2>/dev/null; wait; exit 130' INT; \
+		trap 'kill -TERM $$host $$demo 2>/dev/null; wait; exit 143' TERM; \
+		$(BIN)/demomodel --addr $(DEMO_ADDR) & demo=$$!; \
+		MODELAUTH_DATA_DIR=$(DATA_DIR) $(RUN_ISSUER) $(BIN)/funchost --app $(APP) --port $(PORT) & host=$$!; \
+		wait $$host; status=$$?; kill -TERM $$demo 2>/dev/null; wait; exit $$status
+
+# nginx in front of `make run`'s app ($(PORT)) and demo model ($(DEMO_ADDR)),
+# in the foreground on http://127.0.0.1:8080 with the recipe
+# deploy/gateways/nginx/modelauth.conf; its files in build/nginx
+# (docs/gateways.md). Needs nginx: apt-get install nginx-light.
+NGINX ?= nginx
+NGINX_DIR := $(CURDIR)/build/nginx
+nginx:
+	@PATH="$$PATH:/usr/sbin"; command -v $(NGINX) >/dev/null || { echo "nginx is not installed: sudo apt-get install nginx-light"; exit 1; }; \
+		mkdir -p $(NGINX_DIR) && chmod 755 $(CURDIR)/build $(NGINX_DIR) && \
+		cp deploy/gateways/nginx/nginx.conf $(NGINX_DIR)/ && \
+		sed -e 's/127\.0\.0\.1:7071/127.0.0.1:$(PORT)/' -e 's/127\.0\.0\.1:5001/$(DEMO_ADDR)/' \
+			deploy/gateways/nginx/modelauth.conf >$(NGINX_DIR)/modelauth.conf && \
+		echo "nginx on http://127.0.0.1:8080 in front of http://127.0.0.1:$(PORT) and $(DEMO_ADDR)" && \
+		exec $(NGINX) -p $(NGINX_DIR)/ -c $(NGINX_DIR)/nginx.conf
 
 # Print the administrator key of the local store (and nothing else).
 admin-key:

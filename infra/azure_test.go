@@ -340,26 +340,33 @@ func TestConsumerAccessBicep(t *testing.T) {
 	}
 }
 
-// TestReadmeDeployStory: the README's Azure and AWS deploy commands name
-// the files that exist, and say how the Bicep is checked.
-func TestReadmeDeployStory(t *testing.T) {
-	data, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
-	for _, want := range []string{
-		"az deployment group create", "-f infra/azure/main.bicep", "-f infra/azure/eventgrid.bicep",
-		"az bicep build", "make package", "sam deploy", "infra/aws/template.yaml",
-		"aws ssm put-parameter", "SecureString",
+// TestDeployStory: the Azure and AWS deploy commands of docs/azure.md and
+// docs/aws-lambda.md name the files that exist, and say how the Bicep is
+// checked.
+func TestDeployStory(t *testing.T) {
+	for page, wants := range map[string][]string{
+		"../docs/azure.md": {
+			"az deployment group create", "-f infra/azure/main.bicep", "-f infra/azure/eventgrid.bicep",
+			"az bicep build", "make package", "sam validate --lint -t infra/aws/template.yaml",
+		},
+		"../docs/aws-lambda.md": {
+			"make package", "sam deploy", "infra/aws/template.yaml", "aws ssm put-parameter", "SecureString",
+		},
 	} {
-		if !strings.Contains(readme, want) {
-			t.Errorf("the README lacks %q", want)
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, m := range regexp.MustCompile(`infra/[a-z]+/[A-Za-z0-9.-]+`).FindAllString(readme, -1) {
-		if _, err := os.Stat("../" + m); err != nil {
-			t.Errorf("the README names %s, which does not exist", m)
+		doc := string(data)
+		for _, want := range wants {
+			if !strings.Contains(doc, want) {
+				t.Errorf("%s lacks %q", page, want)
+			}
+		}
+		for _, m := range regexp.MustCompile(`infra/[a-z]+/[A-Za-z0-9.-]+`).FindAllString(doc, -1) {
+			if _, err := os.Stat("../" + m); err != nil {
+				t.Errorf("%s names %s, which does not exist", page, m)
+			}
 		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package infra holds modelauth's deployment templates and reads them for
-// the tests that keep them true to the code and to README.md:
+// the tests that keep them true to the code and to the docs (docs/settings.md, docs/azure.md, docs/aws-lambda.md):
 //
 //	azure/main.bicep                      stage 1: the Flex Consumption function app, storage, Key Vault, identity, monitoring
 //	azure/eventgrid.bicep                 stage 2: Key Vault events to keyvaultevents, after the zip deploy
@@ -146,7 +146,7 @@ func LambdaEnvironment(t *cloudformation.Template, fn string) (map[string]string
 	return env, nil
 }
 
-// Platform is where modelauth runs, as the README's settings table names
+// Platform is where modelauth runs, as docs/settings.md's settings table names
 // it.
 type Platform string
 
@@ -158,13 +158,13 @@ const (
 )
 
 var (
-	settingsHeading = "### Settings"
+	settingsHeading = "## App settings"
 	settingRow      = regexp.MustCompile("^\\| (`[A-Za-z_]+`(?:, `[A-Za-z_]+`)*) \\| [^|]* \\| ([^|]*) \\|")
 	settingName     = regexp.MustCompile("`([A-Za-z_]+)`")
 )
 
-// Settings is README.md's settings table: each setting with the
-// platforms that read it.
+// Settings is the settings table of docs/settings.md: each setting with
+// the platforms that read it.
 type Settings map[string][]Platform
 
 // For returns the settings documented for platform p.
@@ -207,14 +207,15 @@ func Compare(got, want map[string]bool) (missing, extra []string) {
 	return missing, extra
 }
 
-// ReadmeSettings reads the settings table of README.md (the first table
-// after "### Settings"): each setting named in a row's first cell, with
-// the platforms of its third cell (such as "Azure, local, Lambda").
-func ReadmeSettings(readme []byte) (Settings, error) {
-	text := string(readme)
+// DocSettings reads the settings table of docs/settings.md (the first
+// table after "## App settings"): each setting named in a row's first
+// cell, with the platforms of its third cell (such as "Azure, local,
+// Lambda").
+func DocSettings(doc []byte) (Settings, error) {
+	text := string(doc)
 	i := strings.Index(text, settingsHeading)
 	if i < 0 {
-		return nil, fmt.Errorf("README.md has no %q section", settingsHeading)
+		return nil, fmt.Errorf("docs/settings.md has no %q section", settingsHeading)
 	}
 	out := Settings{}
 	inTable := false
@@ -236,18 +237,18 @@ func ReadmeSettings(readme []byte) (Settings, error) {
 			case Azure, Local, Lambda:
 				platforms = append(platforms, pl)
 			default:
-				return nil, fmt.Errorf("README.md settings row %s: unknown platform %q", m[1], p)
+				return nil, fmt.Errorf("docs/settings.md settings row %s: unknown platform %q", m[1], p)
 			}
 		}
 		for _, n := range settingName.FindAllStringSubmatch(m[1], -1) {
 			if _, dup := out[n[1]]; dup {
-				return nil, fmt.Errorf("README.md documents %s twice", n[1])
+				return nil, fmt.Errorf("docs/settings.md documents %s twice", n[1])
 			}
 			out[n[1]] = platforms
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("README.md's %q table has no rows", settingsHeading)
+		return nil, fmt.Errorf("docs/settings.md's %q table has no rows", settingsHeading)
 	}
 	return out, nil
 }

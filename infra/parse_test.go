@@ -82,10 +82,10 @@ func TestParseBicepRefuses(t *testing.T) {
 	}
 }
 
-func TestReadmeSettings(t *testing.T) {
-	table := "intro\n### Settings\n\ntext\n\n| setting | default | platforms | meaning |\n|---|---|---|---|\n" +
+func TestDocSettings(t *testing.T) {
+	table := "intro\n## App settings\n\ntext\n\n| setting | default | platforms | meaning |\n|---|---|---|---|\n" +
 		"| `A` | x | Azure, local | a |\n| `B`, `C` | y | Lambda | b |\n\nafter\n| `D` | z | Azure | not in the table |\n"
-	s, err := infra.ReadmeSettings([]byte(table))
+	s, err := infra.DocSettings([]byte(table))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +97,11 @@ func TestReadmeSettings(t *testing.T) {
 	}
 	for name, text := range map[string]string{
 		"no section":       "| `A` | x | Azure | a |\n",
-		"no rows":          "### Settings\n\n| setting | default | platforms | meaning |\n|---|---|---|---|\n",
-		"unknown platform": "### Settings\n| `A` | x | Azure, Windows | a |\n",
-		"a setting twice":  "### Settings\n| `A` | x | Azure | a |\n| `A` | x | local | a |\n",
+		"no rows":          "## App settings\n\n| setting | default | platforms | meaning |\n|---|---|---|---|\n",
+		"unknown platform": "## App settings\n| `A` | x | Azure, Windows | a |\n",
+		"a setting twice":  "## App settings\n| `A` | x | Azure | a |\n| `A` | x | local | a |\n",
 	} {
-		if _, err := infra.ReadmeSettings([]byte(text)); err == nil {
+		if _, err := infra.DocSettings([]byte(text)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

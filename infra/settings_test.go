@@ -40,13 +40,13 @@ var (
 	}
 )
 
-func readme(t *testing.T) infra.Settings {
+func docSettings(t *testing.T) infra.Settings {
 	t.Helper()
-	data, err := os.ReadFile("../README.md")
+	data, err := os.ReadFile("../docs/settings.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := infra.ReadmeSettings(data)
+	s, err := infra.DocSettings(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func bicepValue(t *testing.T, f *infra.BicepFile, name, expr string, stand map[s
 
 // TestAzureSettings: the Bicep app settings are exactly what the app and
 // its host read in Azure, they pass the handler's checks with the
-// parameters' defaults, and the README documents each one for Azure.
+// parameters' defaults, and docs/settings.md documents each one for Azure.
 func TestAzureSettings(t *testing.T) {
 	bicepSettings, err := infra.AzureAppSettings()
 	if err != nil {
@@ -142,7 +142,7 @@ func TestAzureSettings(t *testing.T) {
 	}
 	sameNames(t, "main.bicep's app settings", got, want)
 
-	sameNames(t, "the README's settings for Azure", readme(t).For(infra.Azure), union(read, infra.NameSet(azureLibraryRead)))
+	sameNames(t, "docs/settings.md's settings for Azure", docSettings(t).For(infra.Azure), union(read, infra.NameSet(azureLibraryRead)))
 
 	// Flex Consumption takes the runtime from functionAppConfig and
 	// refuses these; the host's storage is reached with the identity.
@@ -166,7 +166,7 @@ func TestAzureSettings(t *testing.T) {
 }
 
 // TestLocalSettings: local.settings.example.json holds exactly what the app
-// and Core Tools read locally, and the README documents each one for
+// and Core Tools read locally, and docs/settings.md documents each one for
 // local.
 func TestLocalSettings(t *testing.T) {
 	data, err := os.ReadFile("../local.settings.example.json")
@@ -189,7 +189,7 @@ func TestLocalSettings(t *testing.T) {
 		delete(want, n)
 	}
 	sameNames(t, "local.settings.example.json", infra.NameSet(slices.Collect(maps.Keys(ls.Values))), want)
-	sameNames(t, "the README's settings for local", readme(t).For(infra.Local), union(read, infra.NameSet(localLibraryRead)))
+	sameNames(t, "docs/settings.md's settings for local", docSettings(t).For(infra.Local), union(read, infra.NameSet(localLibraryRead)))
 }
 
 // functionJSON is a function folder's function.json.

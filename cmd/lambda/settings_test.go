@@ -19,7 +19,7 @@ import (
 	"github.com/modelauth/modelauth/infra"
 )
 
-// The SAM template (infra/aws/template.yaml) against the code and README.md,
+// The SAM template (infra/aws/template.yaml) against the code and docs/settings.md,
 // as infra/settings_test.go checks the Azure and local platforms: the
 // settings the Lambda bootstrap reads are found by running its real cold
 // start over the environment the template gives each function.
@@ -131,15 +131,15 @@ func splitTop(s string) []string {
 	return append(out, s[start:])
 }
 
-// documentedForLambda returns the settings README.md's table gives the
+// documentedForLambda returns the settings docs/settings.md's table gives the
 // Lambda platform.
 func documentedForLambda(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/settings.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := infra.ReadmeSettings(data)
+	doc, err := infra.DocSettings(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func documentedForLambda(t *testing.T) map[string]bool {
 // parameters' defaults, the Key Vault and SSM test servers standing in for
 // the parameters without one, and what Lambda itself sets), and reads
 // exactly that environment, less what Lambda sets and the optional
-// overrides; README.md documents for Lambda exactly what the three read.
+// overrides; docs/settings.md documents for Lambda exactly what the three read.
 func TestLambdaSettings(t *testing.T) {
 	keepDefaultLogger(t)
 	tpl := samTemplate(t)
@@ -270,16 +270,16 @@ func TestLambdaSettings(t *testing.T) {
 	}
 	if started != len(samFunctions) {
 		// A refused cold start failed its subtest; or -run picked some.
-		t.Logf("%d of %d cold starts ran: README.md's table is not compared", started, len(samFunctions))
+		t.Logf("%d of %d cold starts ran: docs/settings.md's table is not compared", started, len(samFunctions))
 		return
 	}
 
 	missing, extra := infra.Compare(documentedForLambda(t), readAll)
 	for _, n := range missing {
-		t.Errorf("the Lambda functions read %s, which README.md's settings table does not document for Lambda", n)
+		t.Errorf("the Lambda functions read %s, which docs/settings.md's settings table does not document for Lambda", n)
 	}
 	for _, n := range extra {
-		t.Errorf("README.md's settings table documents %s for Lambda, which no Lambda function reads", n)
+		t.Errorf("docs/settings.md's settings table documents %s for Lambda, which no Lambda function reads", n)
 	}
 }
 
