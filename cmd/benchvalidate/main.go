@@ -16,8 +16,18 @@
 // targets are interleaved, each repeated, and the medians reported with
 // the median of the ratios of runs made side by side. The tokens of (b)
 // are signed beforehand (about 1ms each), enough for no token to be sent
-// twice in a run; a run that would is flagged. It needs wrk and taskset
-// (apt-get install wrk util-linux) and is run by `make bench`.
+// twice in a run; a run that would is flagged.
+//
+// The gateway group (-gateway, on by default; skipped, saying so, without
+// nginx) loads nginx in front of a model server, GET /<service>/score
+// with the key service's key: nginx alone, the baseline
+// (nginx-alone.conf); deploy/gateways/nginx/modelauth.conf with its
+// auth_request sent to the bare server, then to the handler; and
+// modelauth-cached.conf on the handler, its cache on /dev/shm. Each nginx
+// runs worker_processes 1 on CPU 0 with the other servers (gateway.go).
+//
+// It needs wrk and taskset (apt-get install wrk util-linux), nginx for
+// the gateway group, and is run by `make bench`.
 package main
 
 import (
@@ -47,9 +57,10 @@ import (
 // helpers are the servers and the probe this command runs as its own
 // subprocesses: benchvalidate <helper> args...
 var helpers = map[string]func(args []string) error{
-	"bare-server": bareServer,
-	"peer-server": peerServer,
-	"verify-cost": verifyCostProbe,
+	"bare-server":  bareServer,
+	"model-server": modelServer,
+	"peer-server":  peerServer,
+	"verify-cost":  verifyCostProbe,
 }
 
 func main() {
@@ -87,8 +98,10 @@ type target struct {
 	// each request sends instead the next token of the repeat's file.
 	auth  string
 	fresh bool
-	// want is the identity the target must answer.
-	want identity
+	// want is the identity the target must answer; check, when set,
+	// checks the target's answers instead.
+	want  identity
+	check func() error
 }
 
 func run() error {
@@ -97,6 +110,7 @@ func run() error {
 		"length of each wrk run with a new token on every request (its tokens are signed beforehand, about 1ms each)")
 	repeats := flag.Int("repeats", 3, "runs of each target")
 	conns := flag.Int("connections", 64, "wrk connections (keep-alive)")
+	gateway := flag.Bool("gateway", true, "also load nginx in front of a model: alone, with auth_request to a bare server and to validate, and the cached recipe (needs nginx)")
 	flag.Parse()
 	if *duration < time.Second || *newDuration < time.Second || *repeats < 1 || *conns < 1 {
 		return errors.New("wrk runs last whole seconds, at least one: -duration and -new-token-duration must be 1s or more, -repeats and -connections at least 1")
@@ -201,7 +215,7 @@ func run() error {
 		{name: "peer, new tokens", url: validate("http://"+peerAddr, tokenService), fresh: true, want: identities["token"]},
 	}
 	const (
-		bareKey = iota
+		bareKey = iota // the gateway group's targets follow the last
 		validateKey
 		viaHost
 		bareToken
@@ -210,6 +224,20 @@ func run() error {
 		newTokens
 		peerNewTokens
 	)
+	firstGateway := len(targets)
+	var gw *gatewayGroup
+	if *gateway {
+		gw, err = startGateways(self, filepath.Dir(goEnv("GOMOD")), handlerAddr, bareKeyAddr, keyService, key)
+		switch {
+		case errors.Is(err, errNoNginx):
+			fmt.Println("gateway group skipped:", err)
+		case err != nil:
+			return err
+		default:
+			defer gw.stop()
+			targets = append(targets, gw.targets...)
+		}
+	}
 	// Check that every target answers what the bare servers send, then
 	// warm it up. The fixed ones first: they size the token files.
 	warm := make([]result, len(targets))
@@ -217,7 +245,11 @@ func run() error {
 		if tg.fresh {
 			continue
 		}
-		if err := checkAnswer(tg.url, tg.auth, tg.want); err != nil {
+		check := func() error { return checkAnswer(tg.url, tg.auth, tg.want) }
+		if tg.check != nil {
+			check = tg.check
+		}
+		if err := check(); err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}
 		if warm[i], err = wrk(tg.url, tg.load(script, ""), *conns, time.Second); err != nil {
@@ -290,7 +322,7 @@ func run() error {
 					note += fmt.Sprintf(", %d of them a second time: the file ran out", n)
 				}
 			}
-			fmt.Printf("run %d %-24s %10.0f req/s  p99 %v%s\n", rep+1, tg.name, r.rps, r.p99, note)
+			fmt.Printf("run %d %-27s %10.0f req/s  p99 %v%s\n", rep+1, tg.name, r.rps, r.p99, note)
 		}
 		if costs[rep], err = measure(); err != nil {
 			return err
@@ -303,7 +335,7 @@ func run() error {
 		*repeats, *duration, *newDuration, *conns)
 	for i, tg := range targets {
 		med[i] = median(results[i])
-		fmt.Printf("  %-24s %10.0f req/s  p99 %v\n", tg.name, med[i].rps, med[i].p99)
+		fmt.Printf("  %-27s %10.0f req/s  p99 %v\n", tg.name, med[i].rps, med[i].p99)
 	}
 	rsaCosts, jwtCosts := make([]time.Duration, *repeats), make([]time.Duration, *repeats)
 	ceilings, jwtCeilings := make([]result, *repeats), make([]result, *repeats)
@@ -316,7 +348,7 @@ func run() error {
 	slices.Sort(jwtCosts)
 	fmt.Printf("  token %d bytes; one verification (median): RS256 %v (SHA-256 of the signing input + rsa.VerifyPKCS1v15, 2048-bit key);\n", len(token), rsaCosts[len(rsaCosts)/2])
 	fmt.Printf("    golang-jwt parse+verify %v\n", jwtCosts[len(jwtCosts)/2])
-	fmt.Printf("  %-24s %10.0f req/s  = 1/(1/bare token + RS256), median of runs\n", "ceiling, new tokens", median(ceilings).rps)
+	fmt.Printf("  %-27s %10.0f req/s  = 1/(1/bare token + RS256), median of runs\n", "ceiling, new tokens", median(ceilings).rps)
 	repeatedTokens := 0
 	for _, i := range []int{newTokens, peerNewTokens} {
 		for _, r := range results[i] {
@@ -340,6 +372,9 @@ func run() error {
 	fmt.Printf("  (c) one token, validate/peer:            %.3f\n", pairedRatio(results[oneToken], results[peerOneToken]))
 	fmt.Printf("      new tokens, validate/peer:           %.3f\n", pairedRatio(results[newTokens], results[peerNewTokens]))
 	fmt.Printf("      peer new tokens/ceiling:             %.3f\n", pairedRatio(results[peerNewTokens], ceilings))
+	if gw != nil {
+		gw.report(results[firstGateway:])
+	}
 	return nil
 }
 
@@ -353,13 +388,21 @@ func (tg target) load(script, tokens string) load {
 }
 
 // pairedRatio is the median over repeats of num/den req/s.
-func pairedRatio(num, den []result) float64 {
+func pairedRatio(num, den []result) float64 { return medianOf(pairedRatios(num, den)) }
+
+// pairedRatios is num/den req/s of each repeat, in their order.
+func pairedRatios(num, den []result) []float64 {
 	rs := make([]float64, len(num))
 	for i := range num {
 		rs[i] = num[i].rps / den[i].rps
 	}
-	slices.Sort(rs)
-	return rs[len(rs)/2]
+	return rs
+}
+
+func medianOf(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 func goEnv(name string) string {

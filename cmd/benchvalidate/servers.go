@@ -181,3 +181,28 @@ func (v *peerVerifier) verify(raw string) (string, error) {
 	}
 	return c.Subject, nil
 }
+
+// modelBody is what the model server answers.
+const modelBody = `{"predictions":[6]}` + "\n"
+
+// modelServer is the gateway group's model, as fast as it can be: it
+// answers GET /score with modelBody, and tells in X-Model-Saw-Service the
+// X-ModelAuth-Service nginx sent it, for the checks. Arguments: addr.
+func modelServer(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: model-server addr")
+	}
+	return serve(args[0], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/score" {
+			http.NotFound(w, r)
+			return
+		}
+		h := w.Header()
+		h["Content-Type"] = []string{"application/json"}
+		if s, ok := r.Header["X-Modelauth-Service"]; ok {
+			h["X-Model-Saw-Service"] = s
+		}
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, modelBody)
+	}))
+}
