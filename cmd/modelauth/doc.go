@@ -9,7 +9,7 @@
 //	keys get <service> [--active]           the service's keys, the active one marked
 //	keys regen <service> --type Primary|Secondary [--value V]
 //	                                        replace one key (the old value stops working)
-//	keys rotate <service>                   rotate the keys now (takes one KEY_CACHE_TTL)
+//	keys rotate <service>                   rotate the keys now (takes 2 x KEY_CACHE_TTL)
 //	token get <service>                     a new token for a token-mode service
 //	token watch <service>                   a token, then each refresh, until Ctrl-C
 //	validate <service> [--credential V]     check a key or a token for the service

@@ -43,7 +43,7 @@ Commands:
                                          (--active: the active key alone)
   keys regen <service> --type Primary|Secondary [--value V]
                                          replace one key; the old value stops working
-  keys rotate <service>                  rotate the keys now (takes one KEY_CACHE_TTL)
+  keys rotate <service>                  rotate the keys now (takes 2 x KEY_CACHE_TTL)
   token get <service>                    a new token: the token alone on stdout,
                                          its expiry and refreshAfter on stderr
   token watch <service>                  a token, then each refresh at its

@@ -21,7 +21,7 @@ import (
 )
 
 // Settings are the app settings (environment variables) the function app
-// reads. local.settings.example.json and the README list the same names.
+// reads. local.settings.example.json and docs/settings.md list the same names.
 type Settings struct {
 	// AppRoot is FUNCTIONS_APP_ROOT_PATH, set by the Functions host; "."
 	// when unset.
