@@ -495,15 +495,24 @@ func apimCommonProblems(inbound *docNode, problem func(string, ...any)) map[stri
 	return values
 }
 
+// apimInbound parses an APIM policy document and returns its inbound
+// section.
+func apimInbound(data []byte) (*docNode, error) {
+	var doc docNode
+	if err := xml.Unmarshal(data, &doc); err != nil || doc.XMLName.Local != "policies" {
+		return nil, fmt.Errorf("not a <policies> document: %v", err)
+	}
+	return doc.child("inbound"), nil
+}
+
 func apimKeyProblems(t *testing.T, data []byte, app *docApp) []string {
 	t.Helper()
 	var problems []string
 	problem := func(f string, args ...any) { problems = append(problems, fmt.Sprintf(f, args...)) }
-	var doc docNode
-	if err := xml.Unmarshal(data, &doc); err != nil || doc.XMLName.Local != "policies" {
-		return []string{fmt.Sprintf("not a <policies> document: %v", err)}
+	inbound, err := apimInbound(data)
+	if err != nil {
+		return []string{err.Error()}
 	}
-	inbound := doc.child("inbound")
 	sends := inbound.children("send-request")
 	if len(sends) != 1 {
 		return []string{fmt.Sprintf("inbound has %d send-request; want 1", len(sends))}
@@ -574,11 +583,10 @@ func apimTokenProblems(t *testing.T, data []byte, app *docApp) []string {
 	t.Helper()
 	var problems []string
 	problem := func(f string, args ...any) { problems = append(problems, fmt.Sprintf(f, args...)) }
-	var doc docNode
-	if err := xml.Unmarshal(data, &doc); err != nil || doc.XMLName.Local != "policies" {
-		return []string{fmt.Sprintf("not a <policies> document: %v", err)}
+	inbound, err := apimInbound(data)
+	if err != nil {
+		return []string{err.Error()}
 	}
-	inbound := doc.child("inbound")
 	jwts := inbound.children("validate-jwt")
 	if len(jwts) != 1 {
 		return []string{fmt.Sprintf("inbound has %d validate-jwt; want 1", len(jwts))}
