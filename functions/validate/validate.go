@@ -74,8 +74,7 @@ func (f *Function) Serve(w http.ResponseWriter, r *http.Request, service string)
 		return
 	}
 	authn.SetHeaders(w.Header(), id)
-	var buf [256]byte
-	apierror.WriteRawJSON(w, http.StatusOK, append(id.AppendJSON(buf[:0]), '\n'))
+	apierror.WriteRawJSON(w, http.StatusOK, id.Body())
 }
 
 // gatewayMode reports whether query asks for the gateway mode, and false

@@ -138,8 +138,43 @@ func (s Set) Match(k string) (label string, ok bool) {
 // (package journal). The zero DigestSet matches nothing. It is immutable
 // once built and safe for concurrent use.
 type DigestSet struct {
-	keys    [][]byte // distinct digest keys
+	keys    [][]byte    // distinct digest keys
+	pads    []digestKey // keys[i]'s HMAC pads
 	entries []digestEntry
+}
+
+// digestKey is a digest key's HMAC-SHA256 pads (RFC 2104), so that a
+// digest takes two SHA-256 sums of stack buffers and no allocation.
+type digestKey struct {
+	ipad, opad [sha256.BlockSize]byte
+}
+
+func newDigestKey(key []byte) digestKey {
+	if len(key) > sha256.BlockSize {
+		h := sha256.Sum256(key)
+		key = h[:]
+	}
+	var d digestKey
+	copy(d.ipad[:], key)
+	copy(d.opad[:], key)
+	for i := range d.ipad {
+		d.ipad[i] ^= 0x36
+		d.opad[i] ^= 0x5c
+	}
+	return d
+}
+
+// sum is HMAC-SHA256 of k (at most MaxLen bytes) under d's key, as
+// crypto/hmac computes it.
+func (d *digestKey) sum(k string) Hash {
+	var in [sha256.BlockSize + MaxLen]byte
+	n := copy(in[:], d.ipad[:])
+	n += copy(in[n:], k)
+	inner := sha256.Sum256(in[:n])
+	var out [sha256.BlockSize + sha256.Size]byte
+	copy(out[:], d.opad[:])
+	copy(out[sha256.BlockSize:], inner[:])
+	return sha256.Sum256(out[:])
 }
 
 type digestEntry struct {
@@ -151,11 +186,13 @@ type digestEntry struct {
 // Add returns a DigestSet that also holds digest, HMAC-SHA256 of a key
 // under key, labelled label.
 func (s DigestSet) Add(label string, key []byte, digest Hash) DigestSet {
-	out := DigestSet{keys: s.keys[:len(s.keys):len(s.keys)], entries: s.entries[:len(s.entries):len(s.entries)]}
+	out := DigestSet{keys: s.keys[:len(s.keys):len(s.keys)], pads: s.pads[:len(s.pads):len(s.pads)],
+		entries: s.entries[:len(s.entries):len(s.entries)]}
 	i := slices.IndexFunc(out.keys, func(k []byte) bool { return hmac.Equal(k, key) })
 	if i < 0 {
 		i = len(out.keys)
 		out.keys = append(out.keys, key)
+		out.pads = append(out.pads, newDigestKey(key))
 	}
 	out.entries = append(out.entries, digestEntry{key: i, digest: digest, label: label})
 	return out
@@ -167,21 +204,20 @@ func (s DigestSet) Len() int { return len(s.entries) }
 // Match reports the label of the first entry that k's digest matches. It
 // computes k's digest under each digest key and compares it with every
 // entry in constant time, so the time taken does not tell which entry
-// matched or how much of a key was right.
+// matched or how much of a key was right. It allocates nothing (for up to
+// four digest keys). A k longer than MaxLen matches nothing: no key is
+// that long.
 func (s DigestSet) Match(k string) (label string, ok bool) {
-	if len(s.entries) == 0 {
+	if len(s.entries) == 0 || len(k) > MaxLen {
 		return "", false
 	}
-	var buf [MaxLen]byte
-	msg := []byte(k)
-	if len(k) <= len(buf) {
-		msg = append(buf[:0], k...)
+	var few [4]Hash
+	digests := few[:0]
+	if len(s.pads) > len(few) {
+		digests = make([]Hash, 0, len(s.pads))
 	}
-	digests := make([]Hash, len(s.keys))
-	for i, key := range s.keys {
-		m := hmac.New(sha256.New, key)
-		m.Write(msg)
-		m.Sum(digests[i][:0])
+	for i := range s.pads {
+		digests = append(digests, s.pads[i].sum(k))
 	}
 	found := -1
 	for i, e := range s.entries {

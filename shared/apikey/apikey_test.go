@@ -1,7 +1,11 @@
 package apikey
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -122,6 +126,31 @@ func BenchmarkSetMatch(b *testing.B) {
 	for b.Loop() {
 		if _, ok := set.Match(s); !ok {
 			b.Fatal("no match")
+		}
+	}
+}
+
+// TestDigestKeyAgreesWithHMAC checks the allocation-free HMAC-SHA256 of
+// DigestSet.Match against crypto/hmac, for digest keys shorter, as long
+// as and longer than a SHA-256 block, and every key length.
+func TestDigestKeyAgreesWithHMAC(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, keyLen := range []int{0, 1, 32, 63, 64, 65, 100, 200} {
+		key := make([]byte, keyLen)
+		for i := range key {
+			key[i] = byte(rng.Uint32())
+		}
+		d := newDigestKey(key)
+		for n := 0; n <= MaxLen; n++ {
+			msg := make([]byte, n)
+			for i := range msg {
+				msg[i] = byte(rng.Uint32())
+			}
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			if got, want := d.sum(string(msg)), m.Sum(nil); !bytes.Equal(got[:], want) {
+				t.Fatalf("key of %d bytes, message of %d: %x; crypto/hmac gives %x", keyLen, n, got, want)
+			}
 		}
 	}
 }

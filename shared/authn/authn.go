@@ -63,13 +63,13 @@ type Identity struct {
 
 type encoded struct {
 	service, subject, authType, keyType []string // full slices: appends copy
-	json                                []byte
+	json                                []byte   // the JSON and a newline
 }
 
 func newEncoded(id Identity) *encoded {
 	one := func(v string) []string { return []string{v}[:1:1] }
 	return &encoded{service: one(id.Service), subject: one(id.Subject), authType: one(id.AuthType),
-		keyType: one(cmp.Or(id.KeyType, NotApplicable)), json: id.AppendJSON(nil)}
+		keyType: one(cmp.Or(id.KeyType, NotApplicable)), json: append(id.AppendJSON(nil), '\n')}
 }
 
 // NotApplicable is the value of an identity header that does not apply to
@@ -111,10 +111,20 @@ func SetHeaders(h http.Header, id Identity) {
 	h[canonKeyType] = e.keyType
 }
 
+// Body returns id as validate answers it: its JSON and a newline. For an
+// identity the app built (as [Services.Authenticate] returns them) it is
+// encoded once and shared: the caller must not change it.
+func (id Identity) Body() []byte {
+	if id.enc != nil {
+		return id.enc.json[:len(id.enc.json):len(id.enc.json)]
+	}
+	return append(id.AppendJSON(nil), '\n')
+}
+
 // AppendJSON appends id as JSON, as encoding/json would write it, to b.
 func (id Identity) AppendJSON(b []byte) []byte {
 	if id.enc != nil {
-		return append(b, id.enc.json...)
+		return append(b, id.enc.json[:len(id.enc.json)-1]...)
 	}
 	if !plainJSON(id.Service) || !plainJSON(id.Subject) || !plainJSON(id.AuthType) || !plainJSON(id.KeyType) {
 		data, err := json.Marshal(id) // enc is unexported: not encoded

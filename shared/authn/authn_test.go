@@ -165,8 +165,14 @@ func FuzzIdentityJSON(f *testing.F) {
 		if got := id.AppendJSON(nil); string(got) != string(want) {
 			t.Fatalf("AppendJSON = %s; want %s", got, want)
 		}
-		if got := newEncoded(id).json; string(got) != string(want) {
-			t.Fatalf("prepared JSON = %s; want %s", got, want)
+		if got := newEncoded(id).json; string(got) != string(want)+"\n" {
+			t.Fatalf("prepared body = %s; want %s and a newline", got, want)
+		}
+		if got := (Identity{Service: service, Subject: subject, AuthType: authType, KeyType: keyType, enc: newEncoded(id)}).AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON of a prepared identity = %s; want %s", got, want)
+		}
+		if got := id.Body(); string(got) != string(want)+"\n" {
+			t.Fatalf("Body = %s; want %s and a newline", got, want)
 		}
 	})
 }
