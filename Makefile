@@ -137,6 +137,7 @@ admin-key:
 test: lint
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run '^TestFleet$$' -v ./functions
+	$(GO) test -count=1 -run 'Allocs$$' ./shared/... ./functions/...
 	@$(MAKE) --no-print-directory fuzz-short
 
 fuzz-short:

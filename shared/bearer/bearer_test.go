@@ -93,3 +93,29 @@ func FuzzParseValue(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenPrefixAgreesWithSimpleLoop checks the eight-at-a-time scan
+// against a byte-by-byte one, for every position of a bad byte in strings
+// around the eight-byte boundaries.
+func TestTokenPrefixAgreesWithSimpleLoop(t *testing.T) {
+	simple := func(s string) int {
+		i := 0
+		for i < len(s) && tokenBytes[s[i]] {
+			i++
+		}
+		return i
+	}
+	for n := 0; n <= 40; n++ {
+		for bad := -1; bad < n; bad++ {
+			for _, c := range []byte{'=', ' ', 0, 0xff, '"'} {
+				b := []byte(strings.Repeat("aZ9-._~+/", 5)[:n])
+				if bad >= 0 {
+					b[bad] = c
+				}
+				if got, want := tokenPrefix(string(b)), simple(string(b)); got != want {
+					t.Fatalf("tokenPrefix(%q) = %d; want %d", b, got, want)
+				}
+			}
+		}
+	}
+}
