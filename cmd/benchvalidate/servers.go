@@ -86,10 +86,15 @@ func bareServer(args []string) error {
 	if !ok {
 		return fmt.Errorf("bare-server: no identity %q", args[1])
 	}
+	return serve(args[0], bareHandler(id))
+}
+
+// bareHandler answers id to every request, as validate answers it.
+func bareHandler(id identity) http.Handler {
 	body := id.body()
-	return serve(args[0], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id.write(w, body)
-	}))
+	})
 }
 
 // peerServer is the peer of validate for tokens: a plain net/http server
