@@ -496,28 +496,27 @@ func apimCommonProblems(inbound *docNode, problem func(string, ...any)) map[stri
 }
 
 // apimInbound parses an APIM policy document and returns its inbound
-// section.
-func apimInbound(data []byte) (*docNode, error) {
+// section and the one element named name in it.
+func apimInbound(data []byte, name string) (inbound, elem *docNode, err error) {
 	var doc docNode
 	if err := xml.Unmarshal(data, &doc); err != nil || doc.XMLName.Local != "policies" {
-		return nil, fmt.Errorf("not a <policies> document: %v", err)
+		return nil, nil, fmt.Errorf("not a <policies> document: %v", err)
 	}
-	return doc.child("inbound"), nil
+	inbound = doc.child("inbound")
+	if n := inbound.children(name); len(n) != 1 {
+		return nil, nil, fmt.Errorf("inbound has %d %s; want 1", len(n), name)
+	}
+	return inbound, inbound.children(name)[0], nil
 }
 
 func apimKeyProblems(t *testing.T, data []byte, app *docApp) []string {
 	t.Helper()
 	var problems []string
 	problem := func(f string, args ...any) { problems = append(problems, fmt.Sprintf(f, args...)) }
-	inbound, err := apimInbound(data)
+	inbound, sr, err := apimInbound(data, "send-request")
 	if err != nil {
 		return []string{err.Error()}
 	}
-	sends := inbound.children("send-request")
-	if len(sends) != 1 {
-		return []string{fmt.Sprintf("inbound has %d send-request; want 1", len(sends))}
-	}
-	sr := sends[0]
 	v := sr.attr("response-variable-name")
 	if sr.attr("mode") != "new" || v == "" {
 		problem("send-request mode %q, response-variable-name %q; want mode new and a variable", sr.attr("mode"), v)
@@ -583,15 +582,10 @@ func apimTokenProblems(t *testing.T, data []byte, app *docApp) []string {
 	t.Helper()
 	var problems []string
 	problem := func(f string, args ...any) { problems = append(problems, fmt.Sprintf(f, args...)) }
-	inbound, err := apimInbound(data)
+	inbound, vj, err := apimInbound(data, "validate-jwt")
 	if err != nil {
 		return []string{err.Error()}
 	}
-	jwts := inbound.children("validate-jwt")
-	if len(jwts) != 1 {
-		return []string{fmt.Sprintf("inbound has %d validate-jwt; want 1", len(jwts))}
-	}
-	vj := jwts[0]
 	jv := vj.attr("output-token-variable-name")
 	if vj.attr("header-name") != "Authorization" || vj.attr("require-scheme") != "Bearer" || jv == "" {
 		problem("validate-jwt header-name %q, require-scheme %q, output-token-variable-name %q; want Authorization, Bearer and a variable",
