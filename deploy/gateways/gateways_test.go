@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -425,7 +426,7 @@ func check(t *testing.T, s *stack, g running, c gwCase) {
 	for k, v := range m.Caller {
 		have[strings.ToLower(k)] = v
 	}
-	if !mapsEqual(have, want) {
+	if !maps.Equal(have, want) {
 		t.Errorf("the model received %v; want exactly validate's identity %v", m.Caller, want)
 	}
 	for _, secret := range []string{s.key, s.token} {
@@ -461,18 +462,6 @@ func jsonEqual(a, b []byte) bool {
 func mustJSON(v any) string {
 	data, _ := json.Marshal(v)
 	return string(data)
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestGateways runs the case table of docs/gateways.md against every

@@ -94,28 +94,19 @@ func tokenPrefix(s string) int {
 	return i
 }
 
-func isTokenByte(c byte) bool { return tokenBytes[c] }
+func isTokenByte(c byte) bool { return tokenByte[c] == 1 }
 
-// tokenByte is tokenBytes as 1 and 0, to AND several at once.
+// tokenByte marks the bytes of b64token other than '=' with 1 (the others
+// 0), so that several can be tested at once with &.
 var tokenByte = func() (t [256]byte) {
-	for c, ok := range tokenBytes {
-		if ok {
-			t[c] = 1
-		}
-	}
-	return t
-}()
-
-// tokenBytes marks the bytes of b64token other than '='.
-var tokenBytes = func() (t [256]bool) {
 	for c := 'A'; c <= 'Z'; c++ {
-		t[c], t[c+'a'-'A'] = true, true
+		t[c], t[c+'a'-'A'] = 1, 1
 	}
 	for c := '0'; c <= '9'; c++ {
-		t[c] = true
+		t[c] = 1
 	}
 	for _, c := range "-._~+/" {
-		t[c] = true
+		t[c] = 1
 	}
 	return t
 }()
