@@ -1,8 +1,6 @@
 package functions
 
 import (
-	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -105,21 +103,12 @@ func TestValidateGatewayModeBadValue(t *testing.T) {
 	}
 }
 
-// primaryKey is service's Primary key, read with get_keys as the
-// administrator.
+// primaryKey is service's Primary key.
 func primaryKey(t *testing.T, a *App, service string) string {
 	t.Helper()
-	admin, err := a.Store.GetSecret(context.Background(), "admin-key", "")
+	keys, err := a.Keys.Get(t.Context(), service)
 	if err != nil {
 		t.Fatal(err)
-	}
-	req := httptest.NewRequest("GET", "/api/services/"+service+"/keys", nil)
-	req.Header.Set("Authorization", "Bearer "+admin.Value)
-	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, req)
-	var keys struct{ PrimaryKey string }
-	if err := json.Unmarshal(rec.Body.Bytes(), &keys); rec.Code != 200 || err != nil || keys.PrimaryKey == "" {
-		t.Fatalf("get_keys = %d %s", rec.Code, rec.Body)
 	}
 	return keys.PrimaryKey
 }
