@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -317,4 +318,21 @@ func TestValidateFastPathAgreesWithMux(t *testing.T) {
 			t.Errorf("%s: fast path service %q, mux %q", tt.target, service, muxService)
 		}
 	}
+}
+
+// FuzzIsClean: isClean agrees with the test it replaces, path.Clean's.
+func FuzzIsClean(f *testing.F) {
+	for _, p := range []string{"/", "/a", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/.a/..b/", "//", "/./", "/a/b/c/"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		p = "/" + p
+		if p == "//" {
+			return // the root and a slash: not a path validateRoute sees
+		}
+		c := path.Clean(p)
+		if want := c == p || c+"/" == p; isClean(p) != want {
+			t.Errorf("isClean(%q) = %v; path.Clean gives %q", p, !want, c)
+		}
+	})
 }

@@ -130,8 +130,25 @@ func validateRoute(r *http.Request) (string, bool) {
 	if !found || service == "" || (tail != "validate" && !strings.HasPrefix(tail, "validate/")) {
 		return "", false
 	}
-	if c := path.Clean(p); c != p && c+"/" != p {
+	if !isClean(p) {
 		return "", false
 	}
 	return service, true
+}
+
+// isClean reports whether path.Clean leaves p, a rooted path, as it is but
+// for a trailing slash: no empty segment but the last, and no "." or ".."
+// segment. It is path.Clean's test without building the cleaned path,
+// which cost validate a tenth of its time.
+func isClean(p string) bool {
+	for rest := p[1:]; ; {
+		seg, tail, more := strings.Cut(rest, "/")
+		if seg == "." || seg == ".." || (seg == "" && more) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		rest = tail
+	}
 }

@@ -618,3 +618,59 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestTokenSyntaxComesFirst: validate looks a token up among the ones it
+// remembers before checking its b64token syntax (docs/design.md 2.1), yet a
+// malformed credential is answered 400 before every other refusal: with a
+// token remembered, for a value without a '.', and with the signing keys
+// unreadable (where a well-formed token gets 503).
+func TestTokenSyntaxComesFirst(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "modelauth.json")
+	if err := os.WriteFile(cfgPath, []byte(`{"services":[{"name":"tok","authMode":"token"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := config.DefaultSettings()
+	s.ConfigPath, s.DataDir = cfgPath, filepath.Join(dir, "data")
+	s.KeyCacheTTL, s.KeyCacheMaxStale, s.KeyRefreshMinInterval = time.Second, 0, 0
+	a, err := NewApp(t.Context(), s, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	h := a.Handler()
+	tok, _, err := a.Tokens.Issue(t.Context(), "tok", "admin", time.Hour, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate := func(auth string) int {
+		req := httptest.NewRequest("GET", "/api/services/tok/validate", nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	malformed := []string{
+		"Bearer " + tok.AccessToken + "*",   // a byte outside b64token
+		"Bearer " + tok.AccessToken + " x",  // a second word
+		"Bearer =" + tok.AccessToken,        // '=' first
+		"Bearer key*without-a-dot",          // not a JWT either
+		"Bearer " + strings.Repeat("*", 43), // a key's length, all wrong
+	}
+	check := func(state string, want int) {
+		t.Helper()
+		if got := validate("Bearer " + tok.AccessToken); got != want {
+			t.Errorf("%s: the token = %d; want %d", state, got, want)
+		}
+		for _, m := range malformed {
+			if got := validate(m); got != http.StatusBadRequest {
+				t.Errorf("%s: %.40q... = %d; want 400", state, m, got)
+			}
+		}
+	}
+	check("remembered", http.StatusOK)
+	check("remembered, again", http.StatusOK)
+	a.Store.Close()
+	time.Sleep(s.KeyCacheTTL + 100*time.Millisecond) // the signing keys are due a read, which fails
+	check("signing keys unreadable", http.StatusServiceUnavailable)
+}

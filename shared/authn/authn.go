@@ -184,7 +184,26 @@ func unauthorized(realm, code, msg string) *Failure {
 
 // credentials returns the presented Bearer value, or the failure to answer.
 func credentials(c Credential, realm string) (string, *Failure) {
-	switch err := c.Err(); {
+	return credentialFailure(c.value, c.Err(), realm)
+}
+
+// unsyntaxed is credentials without the b64token check (see
+// [bearer.SplitValues]): the caller must call syntax before it answers
+// anything but a token that passed every check before.
+func unsyntaxed(c Credential, realm string) (string, *Failure) {
+	v, err := c.split()
+	return credentialFailure(v, err, realm)
+}
+
+// syntax returns the failure of a credential that breaks the b64token
+// syntax, or nil.
+func syntax(c Credential, realm string) *Failure {
+	_, f := credentials(c, realm)
+	return f
+}
+
+func credentialFailure(v string, err error, realm string) (string, *Failure) {
+	switch {
 	case errors.Is(err, bearer.ErrMissing):
 		return "", unauthorized(realm, "", "bearer credentials are required")
 	case err != nil:
@@ -193,7 +212,7 @@ func credentials(c Credential, realm string) (string, *Failure) {
 			Challenge: bearer.Challenge(realm, bearer.InvalidRequest, "malformed Authorization header"),
 		}
 	}
-	return c.value, nil
+	return v, nil
 }
 
 // ExternalVerifier verifies tokens of external OpenID Connect issuers:
@@ -282,7 +301,15 @@ func (s *Services) Authenticate(ctx context.Context, service string, cred Creden
 	if e.svc.AuthMode == config.AuthNone {
 		return e.ids[TypeNone], nil
 	}
-	raw, f := credentials(cred, name)
+	// A token's b64token syntax is checked only once the verified-token
+	// cache has been asked: a token it remembers passed every check when
+	// first seen, and the cache is keyed by the token's text. Every other
+	// answer comes after the check, so that a malformed credential is
+	// answered 400 before anything else, as for a key.
+	raw, f := unsyntaxed(cred, name)
+	if f == nil && e.svc.AuthMode == config.AuthKey {
+		f = syntax(cred, name)
+	}
 	if f != nil {
 		return Identity{}, f
 	}
@@ -300,6 +327,9 @@ func (s *Services) Authenticate(ctx context.Context, service string, cred Creden
 		return e.ids[string(kt)], nil
 	case config.AuthToken, config.AuthEntra:
 		if !isJWT {
+			if f := syntax(cred, name); f != nil {
+				return Identity{}, f
+			}
 			return Identity{}, unauthorized(name, bearer.InvalidToken, "this service takes tokens, not keys")
 		}
 		own := e.svc.AuthMode == config.AuthToken
@@ -307,12 +337,18 @@ func (s *Services) Authenticate(ctx context.Context, service string, cred Creden
 			// Before trusting a remembered token: a signing key revoked
 			// on another instance must be forgotten within the TTL.
 			if err := s.Tokens.Sync(ctx); err != nil {
+				if f := syntax(cred, name); f != nil {
+					return Identity{}, f
+				}
 				return Identity{}, &Failure{Err: apierror.Wrap(apierror.Unavailable, "the signing keys cannot be read right now", err)}
 			}
 		}
 		key := tokencache.KeyOf(raw)
 		if id, ok := s.tokens.Get(key); ok && id.Service == name {
 			return id, nil
+		}
+		if f := syntax(cred, name); f != nil {
+			return Identity{}, f
 		}
 		if own {
 			return s.verifyOwn(ctx, name, raw, key)

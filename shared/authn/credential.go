@@ -12,8 +12,10 @@ import (
 // there is none: missing or malformed. The zero Credential is a missing
 // one. Neither its String nor its LogValue shows the credential.
 type Credential struct {
-	value string // the b64token, when err is nil
-	err   error  // bearer.ErrMissing or bearer.ErrMalformed
+	// value is the credential when err is nil: not yet checked against
+	// the b64token syntax, which Err checks (see [bearer.SplitValues]).
+	value string
+	err   error // bearer.ErrMissing or bearer.ErrMalformed
 }
 
 // FromHeader returns the credential of a request's Authorization header
@@ -25,17 +27,29 @@ type Credential struct {
 // RFC 6750's syntax, a malformed one, which they answer 400
 // invalid_request. See [bearer.ParseValues].
 func FromHeader(values []string) Credential {
-	v, err := bearer.ParseValues(values)
+	v, err := bearer.SplitValues(values)
 	return Credential{value: v, err: err}
 }
 
 // Err returns nil for a presented credential, else [bearer.ErrMissing] or
 // [bearer.ErrMalformed].
 func (c Credential) Err() error {
-	if c.err == nil && c.value == "" {
-		return bearer.ErrMissing
+	if _, err := c.split(); err != nil {
+		return err
 	}
-	return c.err
+	if !bearer.IsB64Token(c.value) {
+		return bearer.ErrMalformed
+	}
+	return nil
+}
+
+// split returns the credential and the error Err would give but for the
+// b64token syntax, which is left unchecked.
+func (c Credential) split() (string, error) {
+	if c.err == nil && c.value == "" {
+		return "", bearer.ErrMissing
+	}
+	return c.value, c.err
 }
 
 // String describes c without the credential: "Bearer [redacted]",

@@ -34,18 +34,32 @@ func Parse(r *http.Request) (string, error) {
 // them. The scheme is case-insensitive; exactly one header must be present
 // (none is [ErrMissing], more than one [ErrMalformed]).
 func ParseValues(vals []string) (string, error) {
+	return checked(SplitValues(vals))
+}
+
+// ParseValue parses one Authorization header value.
+func ParseValue(v string) (string, error) {
+	return checked(SplitValue(v))
+}
+
+// SplitValues is [ParseValues] but for the b64token syntax of the
+// credentials, for a caller that checks it later with [IsB64Token]: only
+// when it has to, such as a verifier that looks a token up by its text
+// among tokens that passed every check.
+func SplitValues(vals []string) (string, error) {
 	switch len(vals) {
 	case 0:
 		return "", ErrMissing
 	case 1:
-		return ParseValue(vals[0])
+		return SplitValue(vals[0])
 	default:
 		return "", ErrMalformed
 	}
 }
 
-// ParseValue parses one Authorization header value.
-func ParseValue(v string) (string, error) {
+// SplitValue is [ParseValue] but for the b64token syntax: see
+// [SplitValues]. Empty credentials are malformed.
+func SplitValue(v string) (string, error) {
 	if len(v) > MaxHeaderLen {
 		return "", ErrMalformed
 	}
@@ -53,19 +67,23 @@ func ParseValue(v string) (string, error) {
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", ErrMissing
 	}
-	if !found {
-		return "", ErrMalformed
-	}
 	cred = strings.TrimLeft(cred, " ")
-	if !isB64Token(cred) {
+	if !found || cred == "" {
 		return "", ErrMalformed
 	}
 	return cred, nil
 }
 
-// isB64Token reports whether s matches 1*( ALPHA / DIGIT / "-" / "." / "_" /
-// "~" / "+" / "/" ) *"=".
-func isB64Token(s string) bool {
+func checked(cred string, err error) (string, error) {
+	if err == nil && !IsB64Token(cred) {
+		return "", ErrMalformed
+	}
+	return cred, err
+}
+
+// IsB64Token reports whether s matches RFC 6750's b64token: 1*( ALPHA /
+// DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func IsB64Token(s string) bool {
 	i := tokenPrefix(s)
 	if i == 0 {
 		return false

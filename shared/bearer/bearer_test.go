@@ -71,20 +71,32 @@ func TestChallenge(t *testing.T) {
 }
 
 // FuzzParseValue: never panics; what it accepts is a b64token that a
-// header built from it gives back unchanged.
+// header built from it gives back unchanged; SplitValue gives the same
+// answer but for credentials that only the b64token check refuses.
 func FuzzParseValue(f *testing.F) {
 	for _, s := range []string{"Bearer abc", "Bearer a.b.c", "bearer x==", "Basic x", "Bearer ", "", "Bearer a b", "Bearer \xff"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		cred, err := ParseValue(v)
+		split, splitErr := SplitValue(v)
+		switch {
+		case splitErr == nil && split == "":
+			t.Fatalf("SplitValue(%q) returned empty credentials", v)
+		case err == nil && (splitErr != nil || split != cred):
+			t.Fatalf("SplitValue(%q) = %q, %v; ParseValue accepted %q", v, split, splitErr, cred)
+		case err != nil && splitErr == nil && (err != ErrMalformed || IsB64Token(split)):
+			t.Fatalf("SplitValue(%q) accepted %q, a b64token, where ParseValue said %v", v, split, err)
+		case err != nil && splitErr != nil && err != splitErr:
+			t.Fatalf("SplitValue(%q) said %v, ParseValue %v", v, splitErr, err)
+		}
 		if err != nil {
 			if cred != "" {
 				t.Fatalf("ParseValue(%q) returned %q with error %v", v, cred, err)
 			}
 			return
 		}
-		if !isB64Token(cred) || len(cred) > MaxHeaderLen {
+		if !IsB64Token(cred) || len(cred) > MaxHeaderLen {
 			t.Fatalf("ParseValue(%q) accepted %q", v, cred)
 		}
 		again, err := ParseValue("Bearer " + cred)
