@@ -62,15 +62,23 @@ type Identity struct {
 }
 
 type encoded struct {
-	service, subject, authType, keyType []string // full slices: appends copy
-	json                                []byte   // the JSON and a newline
+	// headers holds the values of X-ModelAuth-Service, -Subject,
+	// -Auth-Type and -Key-Type; SetHeaders gives each as a full slice of
+	// one, so that an append copies.
+	headers [4]string
+	json    []byte // the JSON and a newline
 }
 
+// newEncoded prepares id in two allocations: every token verified makes
+// one.
 func newEncoded(id Identity) *encoded {
-	one := func(v string) []string { return []string{v}[:1:1] }
-	return &encoded{service: one(id.Service), subject: one(id.Subject), authType: one(id.AuthType),
-		keyType: one(cmp.Or(id.KeyType, NotApplicable)), json: append(id.AppendJSON(nil), '\n')}
+	e := &encoded{headers: [4]string{id.Service, id.Subject, id.AuthType, cmp.Or(id.KeyType, NotApplicable)}}
+	size := len(`{"service":"","subject":"","authType":"","keyType":""}`+"\n") + len(id.Service) + len(id.Subject) + len(id.AuthType) + len(id.KeyType)
+	e.json = append(id.AppendJSON(make([]byte, 0, size)), '\n')
+	return e
 }
+
+func (e *encoded) header(i int) []string { return e.headers[i : i+1 : i+1] }
 
 // NotApplicable is the value of an identity header that does not apply to
 // the identity, such as X-ModelAuth-Key-Type for a token: every header is
@@ -105,10 +113,10 @@ func SetHeaders(h http.Header, id Identity) {
 	if e == nil {
 		e = newEncoded(id)
 	}
-	h[canonService] = e.service
-	h[canonSubject] = e.subject
-	h[canonAuthType] = e.authType
-	h[canonKeyType] = e.keyType
+	h[canonService] = e.header(0)
+	h[canonSubject] = e.header(1)
+	h[canonAuthType] = e.header(2)
+	h[canonKeyType] = e.header(3)
 }
 
 // Body returns id as validate answers it: its JSON and a newline. For an
