@@ -381,7 +381,7 @@ func (s *Services) verifyOwn(ctx context.Context, service, cred string, key toke
 		return Identity{}, tokenFailure(service, err)
 	}
 	id := prepared(Identity{Service: service, Subject: c.Subject, AuthType: TypeToken})
-	s.tokens.Put(gen, key, id, c.Expiry, c.Kid)
+	s.tokens.Offer(gen, key, id, c.Expiry, c.Kid)
 	return id, nil
 }
 
@@ -407,7 +407,7 @@ func (s *Services) verifyEntra(ctx context.Context, e *entry, cred string, key t
 		}
 	}
 	id := prepared(Identity{Service: name, Subject: c.Subject, AuthType: TypeEntra})
-	s.tokens.Put(gen, key, id, c.Expiry, "")
+	s.tokens.Offer(gen, key, id, c.Expiry, "")
 	return id, nil
 }
 

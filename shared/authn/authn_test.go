@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelauth/modelauth/shared/apierror"
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keyring"
 	"github.com/modelauth/modelauth/shared/keysecret"
+	"github.com/modelauth/modelauth/shared/oidc"
 	"github.com/modelauth/modelauth/shared/rotation"
 	"github.com/modelauth/modelauth/shared/secretstore"
 	"github.com/modelauth/modelauth/shared/secretstore/filestore"
@@ -175,4 +178,44 @@ func FuzzIdentityJSON(f *testing.F) {
 			t.Fatalf("Body = %s; want %s and a newline", got, want)
 		}
 	})
+}
+
+// countingVerifier is an ExternalVerifier that accepts every token, as
+// the subject its text names, and counts its calls.
+type countingVerifier struct{ calls int }
+
+func (v *countingVerifier) Verify(_ context.Context, raw string, _ []string) (*oidc.Claims, error) {
+	v.calls++
+	return &oidc.Claims{Subject: raw[:strings.IndexByte(raw, '.')], Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// TestTokensRememberedFromTheSecondUse: a token is verified on its first
+// and second use and answered from the cache after (tokencache.Offer); a
+// stream of tokens each used once leaves the cache empty.
+func TestTokensRememberedFromTheSecondUse(t *testing.T) {
+	cfg, err := config.Parse([]byte(`{"services":[{"name":"ent","authMode":"entra","audience":"api://ent"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &countingVerifier{}
+	s := &Services{Config: cfg, Entra: v}
+	use := func(tok string) {
+		t.Helper()
+		id, f := s.Authenticate(t.Context(), "ent", FromHeader([]string{"Bearer " + tok}))
+		if f != nil || id.Subject != tok[:strings.IndexByte(tok, '.')] {
+			t.Fatalf("Authenticate(%s) = %+v, %v", tok, id, f)
+		}
+	}
+	for i := range 5 {
+		use("alice.b.c")
+		if want := min(i+1, 2); v.calls != want {
+			t.Fatalf("after %d uses: %d verifications; want %d", i+1, v.calls, want)
+		}
+	}
+	for i := range 1000 {
+		use(fmt.Sprintf("once%d.b.c", i))
+	}
+	if n := s.tokens.Len(); n != 1 {
+		t.Fatalf("the cache holds %d tokens after tokens used once; want 1 (alice's)", n)
+	}
 }

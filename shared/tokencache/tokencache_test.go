@@ -107,3 +107,72 @@ func TestPutAfterDropIsRefused(t *testing.T) {
 		t.Fatal("a Put with the current generation was refused")
 	}
 }
+
+// TestOfferRemembersFromTheSecondOffer: a token offered once is not
+// remembered, offered again it is; a full table of tokens offered once
+// leaves the cache empty.
+func TestOfferRemembersFromTheSecondOffer(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	c := tokencache.New[string](100, clk.Now)
+	exp := clk.Now().Add(time.Hour)
+	k := tokencache.KeyOf("a.b.c")
+	if c.Offer(c.Generation(), k, "alice", exp, "kid1") {
+		t.Fatal("the first offer remembered the token")
+	}
+	if _, ok := c.Get(k); ok {
+		t.Fatal("a token offered once hit")
+	}
+	if !c.Offer(c.Generation(), k, "alice", exp, "kid1") {
+		t.Fatal("the second offer did not remember the token")
+	}
+	if v, ok := c.Get(k); !ok || v != "alice" {
+		t.Fatalf("Get = %q, %v; want alice", v, ok)
+	}
+	for i := range 10000 {
+		c.Offer(c.Generation(), tokencache.KeyOf(fmt.Sprint("once", i)), "x", exp, "kid1")
+	}
+	if c.Len() != 1 {
+		t.Fatalf("Len = %d after tokens offered once; want 1", c.Len())
+	}
+}
+
+// TestOfferHonoursGenerationAndExpiry: the second offer stores nothing for
+// a token verified before a DropKids, or expired.
+func TestOfferHonoursGenerationAndExpiry(t *testing.T) {
+	clk := fakeclock.New(time.Unix(1e9, 0))
+	c := tokencache.New[string](100, clk.Now)
+	exp := clk.Now().Add(time.Hour)
+	k := tokencache.KeyOf("a.b.c")
+	c.Offer(c.Generation(), k, "alice", exp, "kid1")
+	gen := c.Generation()
+	c.DropKids([]string{"kid1"})
+	if c.Offer(gen, k, "alice", exp, "kid1") {
+		t.Fatal("a token verified before a DropKids was remembered")
+	}
+	if _, ok := c.Get(k); ok {
+		t.Fatal("it hits")
+	}
+	late := tokencache.KeyOf("late")
+	c.Offer(c.Generation(), late, "bob", clk.Now().Add(time.Second), "kid2")
+	clk.Advance(time.Second)
+	if c.Offer(c.Generation(), late, "bob", clk.Now(), "kid2") || c.Len() != 0 {
+		t.Fatalf("an expired token was remembered: Len = %d", c.Len())
+	}
+}
+
+// TestOfferSlotsAreShared: two tokens whose keys pick one slot of the
+// table take it from each other, so neither is remembered while they
+// alternate.
+func TestOfferSlotsAreShared(t *testing.T) {
+	c := tokencache.New[int](1, nil)
+	exp := time.Now().Add(time.Hour)
+	a, b := tokencache.KeyOf("a"), tokencache.KeyOf("b") // a table of one slot
+	for range 3 {
+		if c.Offer(c.Generation(), a, 1, exp, "k") || c.Offer(c.Generation(), b, 2, exp, "k") {
+			t.Fatal("a token was remembered though the other took its slot between offers")
+		}
+	}
+	if !c.Offer(c.Generation(), b, 2, exp, "k") {
+		t.Fatal("b offered twice in a row was not remembered")
+	}
+}
