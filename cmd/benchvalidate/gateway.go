@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,10 +79,11 @@ func (g *gatewayGroup) stop() {
 }
 
 // startGateways starts the group: the model server and the four nginx on
-// CPU 0, beside the handler (handlerAddr) and the bare server (bareAddr).
-// Requests are GET /<service>/score with key; root is the module's folder.
-// It returns errNoNginx when nginx is not installed.
-func startGateways(self, root, handlerAddr, bareAddr, service, key string) (*gatewayGroup, error) {
+// CPU 0, beside the handler (handlerAddr) and the bare server (bareAddr),
+// whose processes authPIDs has by address. Requests are GET
+// /<service>/score with key; root is the module's folder. It returns
+// errNoNginx when nginx is not installed.
+func startGateways(self, root, handlerAddr, bareAddr string, authPIDs map[string]int, service, key string) (*gatewayGroup, error) {
 	if _, err := exec.LookPath("nginx"); err != nil {
 		return nil, errNoNginx
 	}
@@ -102,7 +104,7 @@ func startGateways(self, root, handlerAddr, bareAddr, service, key string) (*gat
 		}
 	}
 	modelAddr := freeAddr()
-	stopModel, err := start(nil, "taskset", "-c", "0", self, "model-server", modelAddr)
+	model, stopModel, err := start(nil, "taskset", "-c", "0", self, "model-server", modelAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +130,23 @@ func startGateways(self, root, handlerAddr, bareAddr, service, key string) (*gat
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		g.instances = append(g.instances, in)
-		g.targets = append(g.targets, target{
+		tg := target{
 			name:  s.name,
 			url:   in.url + "/" + service + "/score",
 			auth:  key,
 			check: func() error { return in.check(service, key) },
-		})
+		}
+		if s.auth != "" && !s.cached {
+			// auth_request to validate or to the bare server: perf
+			// records the authorizer, nginx's master and worker, and the
+			// model (taskset execs them all).
+			workers, err := children(in.cmd.Process.Pid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			tg.pids = append([]int{authPIDs[s.auth], in.cmd.Process.Pid, model.Process.Pid}, workers...)
+		}
+		g.targets = append(g.targets, tg)
 	}
 	ok = true
 	return g, nil
@@ -235,6 +248,26 @@ func startNginx(s nginxSetup, main, conf, modelAddr string) (*nginxInstance, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// children waits for the processes that pid started, nginx's worker.
+func children(pid int) ([]int, error) {
+	file := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
+	for range 100 {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			pids := make([]int, len(f))
+			for i, s := range f {
+				pids[i], _ = strconv.Atoi(s)
+			}
+			return pids, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("nginx (pid %d) started no worker", pid)
 }
 
 // stop ends nginx (TERM: the master stops its worker; a KILL would leave
@@ -351,22 +384,18 @@ func (in *nginxInstance) complaints(keep int) (int, []string) {
 }
 
 // report prints the group's ratios, each with its paired runs, and what
-// nginx logged; results are the group's, in the order of its targets.
-func (g *gatewayGroup) report(results [][]result) {
+// nginx logged; the group's targets are rp's from first on.
+func (g *gatewayGroup) report(rp report, first int) {
 	fmt.Printf("\ngateway (%s, worker_processes 1 each; CPU 0: the handler, the bare server, the model and the four nginx (master, worker, the cached one's cache manager);\n", g.version)
-	fmt.Println("  CPU 1: wrk; GET /<service>/score with the service's key, median of paired ratios, then each run's):")
-	ratio := func(label string, num, den int, note string) {
-		rs := pairedRatios(results[num], results[den])
-		runs := make([]string, len(rs))
-		for i, r := range rs {
-			runs[i] = fmt.Sprintf("%.3f", r)
-		}
-		fmt.Printf("  %-55s %.3f  runs %s%s\n", label+":", medianOf(rs), strings.Join(runs, " "), note)
+	fmt.Println("  CPU 1: wrk; GET /<service>/score with the service's key, median of paired ratios, then each run's;")
+	fmt.Println("  the estimate's shares: the authorizer's Handler in the samples of the authorizer, nginx and the model):")
+	ratio := func(label string, num, den int, target float64) {
+		rp.compare(label, first+num, first+den, target)
 	}
-	ratio("nginx+auth_request→validate / nginx+auth_request→bare", gwValidate, gwBare, "  (target >= 0.95, a later issue)")
-	ratio("nginx+auth_request→bare / nginx alone", gwBare, gwAlone, "")
-	ratio("nginx cached recipe / nginx alone", gwCached, gwAlone, "  (target >= 0.8)")
-	ratio("nginx+auth_request→validate / nginx alone", gwValidate, gwAlone, "")
+	ratio("nginx+auth_request→validate / nginx+auth_request→bare", gwValidate, gwBare, 0.95)
+	ratio("nginx+auth_request→bare / nginx alone", gwBare, gwAlone, 0)
+	ratio("nginx cached recipe / nginx alone", gwCached, gwAlone, 0.8)
+	ratio("nginx+auth_request→validate / nginx alone", gwValidate, gwAlone, 0)
 	for _, in := range g.instances {
 		n, lines := in.complaints(3)
 		if n == 0 {

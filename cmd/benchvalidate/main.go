@@ -14,9 +14,21 @@
 //
 // The servers are pinned to CPU 0 and wrk to CPU 1 (taskset); runs of the
 // targets are interleaved, each repeated, and the medians reported with
-// the median of the ratios of runs made side by side. The tokens of (b)
-// are signed beforehand (about 1ms each), enough for no token to be sent
-// twice in a run; a run that would is flagged.
+// the median of the ratios of runs made side by side, then each run's
+// ratio: the machine may be noisy, and the runs show how much. The two
+// targets of each ratio run one after the other, and odd repeats run the
+// whole list in reverse, so that neither always runs first. As a control,
+// the bare key server is loaded twice in each repeat, the second time as
+// "bare, again": the A/A ratio bare/bare is the method's own noise. The
+// tokens of (b) are signed beforehand (about 1ms each), enough for no
+// token to be sent twice in a run; a run that would is flagged.
+//
+// Beside the throughput ratios of two of our Go servers, and of nginx
+// with auth_request to validate and to the bare server, an estimate that
+// the machine's noise hardly moves: perf samples the servers' CPU while
+// wrk loads them, and the ratio is estimated from the shares of samples
+// spent inside the servers' Handlers (perf.go). Without perf, or when it
+// fails, the estimate is skipped, saying why.
 //
 // The gateway group (-gateway, on by default; skipped, saying so, without
 // nginx) loads nginx in front of a model server, GET /<service>/score
@@ -27,7 +39,7 @@
 // runs worker_processes 1 on CPU 0 with the other servers (gateway.go).
 //
 // It needs wrk and taskset (apt-get install wrk util-linux), nginx for
-// the gateway group, and is run by `make bench`.
+// the gateway group, perf for the estimate, and is run by `make bench`.
 package main
 
 import (
@@ -48,6 +60,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelauth/modelauth/shared/config"
 	"github.com/modelauth/modelauth/shared/keysecret"
@@ -102,6 +115,37 @@ type target struct {
 	// checks the target's answers instead.
 	want  identity
 	check func() error
+	// pids, when set, are the processes perf records: the server whose
+	// Handler counts, then those the requests also pass through.
+	pids []int
+}
+
+// The targets, in the order they run in even repeats: the two of each
+// ratio side by side.
+const (
+	validateKey = iota
+	bareKey
+	bareAgain // the A/A control
+	viaHost
+	bareToken
+	oneToken
+	peerOneToken
+	newTokens
+	peerNewTokens
+	firstGateway // the gateway group's targets follow, in the order of the gw constants
+)
+
+// runOrder is the order in which repeat rep (from 0) runs n targets:
+// odd repeats run them in reverse.
+func runOrder(n, rep int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+		if rep%2 == 1 {
+			order[i] = n - 1 - i
+		}
+	}
+	return order
 }
 
 func run() error {
@@ -136,7 +180,12 @@ func run() error {
 	if out, err := exec.Command("go", "build", "-o", host, "./cmd/funchost").CombinedOutput(); err != nil {
 		return fmt.Errorf("building funchost: %v\n%s", err, out)
 	}
-	self, _ := os.Executable()
+	// The helper servers run from a build of this command: go run strips
+	// the symbol table, and perf needs it to name the frames.
+	self := filepath.Join(tmp, "benchvalidate")
+	if out, err := exec.Command("go", "build", "-o", self, "./cmd/benchvalidate").CombinedOutput(); err != nil {
+		return fmt.Errorf("building benchvalidate: %v\n%s", err, out)
+	}
 	services := fmt.Sprintf(`{"services":[{"name":%q},{"name":%q,"authMode":"token"}]}`, keyService, tokenService)
 	if err := os.WriteFile(filepath.Join(appDir, "modelauth.json"), []byte(services), 0o600); err != nil {
 		return err
@@ -154,17 +203,19 @@ func run() error {
 
 	handlerAddr, bareKeyAddr, bareTokenAddr, peerAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	_, port, _ := net.SplitHostPort(handlerAddr)
-	stopHandler, err := start(append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+port), "taskset", "-c", "0", filepath.Join(appDir, "handler"))
+	handler, stopHandler, err := start(append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+port), "taskset", "-c", "0", filepath.Join(appDir, "handler"))
 	if err != nil {
 		return err
 	}
 	defer stopHandler()
+	bares := map[string]*exec.Cmd{}
 	for _, b := range []struct{ addr, kind string }{{bareKeyAddr, "key"}, {bareTokenAddr, "token"}} {
-		stop, err := start(nil, "taskset", "-c", "0", self, "bare-server", b.addr, b.kind)
+		cmd, stop, err := start(nil, "taskset", "-c", "0", self, "bare-server", b.addr, b.kind)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		bares[b.kind] = cmd
 	}
 	for _, addr := range []string{bareKeyAddr, bareTokenAddr, handlerAddr} {
 		if err := waitHTTP("http://" + addr + "/"); err != nil {
@@ -182,7 +233,7 @@ func run() error {
 	direct := "http://" + handlerAddr
 	// The peer reads the JWKS that the handler serves.
 	jwksURL := direct + "/api/.well-known/jwks.json"
-	stopPeer, err := start(nil, "taskset", "-c", "0", self, "peer-server", peerAddr, jwksURL, settings.Issuer, tokenService)
+	peer, stopPeer, err := start(nil, "taskset", "-c", "0", self, "peer-server", peerAddr, jwksURL, settings.Issuer, tokenService)
 	if err != nil {
 		return err
 	}
@@ -204,30 +255,23 @@ func run() error {
 		return err
 	}
 	validate := func(base, service string) string { return base + "/api/services/" + service + "/validate" }
+	// taskset execs the server: its pid is the server's.
+	handlerPID, bareKeyPID, bareTokenPID, peerPID := handler.Process.Pid, bares["key"].Process.Pid, bares["token"].Process.Pid, peer.Process.Pid
 	targets := []target{
-		{name: "bare", url: validate("http://"+bareKeyAddr, keyService), auth: key, want: identities["key"]},
-		{name: "validate", url: validate(direct, keyService), auth: key, want: identities["key"]},
-		{name: "validate via local host", url: validate(hostURL, keyService), auth: key, want: identities["key"]},
-		{name: "bare, token identity", url: validate("http://"+bareTokenAddr, tokenService), auth: token, want: identities["token"]},
-		{name: "validate, one token", url: validate(direct, tokenService), auth: token, want: identities["token"]},
-		{name: "peer, one token", url: validate("http://"+peerAddr, tokenService), auth: token, want: identities["token"]},
-		{name: "validate, new tokens", url: validate(direct, tokenService), fresh: true, want: identities["token"]},
-		{name: "peer, new tokens", url: validate("http://"+peerAddr, tokenService), fresh: true, want: identities["token"]},
+		validateKey:   {name: "validate", url: validate(direct, keyService), auth: key, want: identities["key"], pids: []int{handlerPID}},
+		bareKey:       {name: "bare", url: validate("http://"+bareKeyAddr, keyService), auth: key, want: identities["key"], pids: []int{bareKeyPID}},
+		bareAgain:     {name: "bare, again", url: validate("http://"+bareKeyAddr, keyService), auth: key, want: identities["key"], pids: []int{bareKeyPID}},
+		viaHost:       {name: "validate via local host", url: validate(hostURL, keyService), auth: key, want: identities["key"]},
+		bareToken:     {name: "bare, token identity", url: validate("http://"+bareTokenAddr, tokenService), auth: token, want: identities["token"], pids: []int{bareTokenPID}},
+		oneToken:      {name: "validate, one token", url: validate(direct, tokenService), auth: token, want: identities["token"], pids: []int{handlerPID}},
+		peerOneToken:  {name: "peer, one token", url: validate("http://"+peerAddr, tokenService), auth: token, want: identities["token"], pids: []int{peerPID}},
+		newTokens:     {name: "validate, new tokens", url: validate(direct, tokenService), fresh: true, want: identities["token"], pids: []int{handlerPID}},
+		peerNewTokens: {name: "peer, new tokens", url: validate("http://"+peerAddr, tokenService), fresh: true, want: identities["token"], pids: []int{peerPID}},
 	}
-	const (
-		bareKey = iota // the gateway group's targets follow the last
-		validateKey
-		viaHost
-		bareToken
-		oneToken
-		peerOneToken
-		newTokens
-		peerNewTokens
-	)
-	firstGateway := len(targets)
 	var gw *gatewayGroup
 	if *gateway {
-		gw, err = startGateways(self, filepath.Dir(goEnv("GOMOD")), handlerAddr, bareKeyAddr, keyService, key)
+		authPIDs := map[string]int{handlerAddr: handlerPID, bareKeyAddr: bareKeyPID}
+		gw, err = startGateways(self, filepath.Dir(goEnv("GOMOD")), handlerAddr, bareKeyAddr, authPIDs, keyService, key)
 		switch {
 		case errors.Is(err, errNoNginx):
 			fmt.Println("gateway group skipped:", err)
@@ -300,21 +344,30 @@ func run() error {
 		}
 	}
 
+	prof := newProfiler(tmp)
 	results := make([][]result, len(targets))
+	recordings := make([][]*recording, len(targets))
 	costs := make([]verifyCost, *repeats)
 	for rep := 0; rep < *repeats; rep++ {
-		for i, tg := range targets {
+		for _, i := range runOrder(len(targets), rep) {
+			tg := targets[i]
 			d := *duration
 			if tg.fresh {
 				// Each run of the repeat sends the same file: the peer
 				// remembers no token.
 				d = *newDuration
 			}
+			var rec *recording
+			if tg.pids != nil {
+				rec = prof.record(tg.pids, d)
+			}
 			r, err := wrk(tg.url, tg.load(script, files[rep+1]), *conns, d)
+			rec = prof.wait(rec)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
 			results[i] = append(results[i], r)
+			recordings[i] = append(recordings[i], rec)
 			note := ""
 			if tg.fresh {
 				note = fmt.Sprintf("  %d tokens sent", r.sent)
@@ -328,6 +381,25 @@ func run() error {
 			return err
 		}
 		fmt.Printf("run %d verification on CPU 0: RS256 %v, golang-jwt parse+verify %v\n", rep+1, costs[rep].RSA, costs[rep].JWT)
+	}
+
+	// Read the profiles now: perf script between runs would part the
+	// two runs of a ratio.
+	shares := make([][]cpuSamples, len(targets))
+	for i, recs := range recordings {
+		if targets[i].pids == nil {
+			continue
+		}
+		for _, rec := range recs {
+			if prof.err != nil {
+				break
+			}
+			c, err := prof.samples(rec)
+			if err != nil {
+				prof.err = err
+			}
+			shares[i] = append(shares[i], c)
+		}
 	}
 
 	med := make([]result, len(targets))
@@ -360,20 +432,32 @@ func run() error {
 	}
 	// The machine is shared: a ratio of two runs made one after the other
 	// is steadier than a ratio of medians taken across the whole session.
-	fmt.Println("\nkeys:")
-	fmt.Printf("  ratio of medians validate/bare (req/s):  %.3f\n", med[validateKey].rps/med[bareKey].rps)
-	fmt.Printf("  median of paired ratios validate/bare:   %.3f (target >= 0.95)\n", pairedRatio(results[validateKey], results[bareKey]))
-	fmt.Printf("  median of paired ratios via host/bare:   %.3f\n", pairedRatio(results[viaHost], results[bareKey]))
-	fmt.Printf("  median of paired ratios host/validate:   %.3f\n", pairedRatio(results[viaHost], results[validateKey]))
-	fmt.Println("tokens (median of paired ratios):")
-	fmt.Printf("  (a) one token/bare:                      %.3f (target >= 0.9)\n", pairedRatio(results[oneToken], results[bareToken]))
-	fmt.Printf("  (b) new tokens/ceiling:                  %.3f (target >= 0.9)\n", pairedRatio(results[newTokens], ceilings))
-	fmt.Printf("      new tokens/ceiling with golang-jwt:  %.3f\n", pairedRatio(results[newTokens], jwtCeilings))
-	fmt.Printf("  (c) one token, validate/peer:            %.3f\n", pairedRatio(results[oneToken], results[peerOneToken]))
-	fmt.Printf("      new tokens, validate/peer:           %.3f\n", pairedRatio(results[newTokens], results[peerNewTokens]))
-	fmt.Printf("      peer new tokens/ceiling:             %.3f\n", pairedRatio(results[peerNewTokens], ceilings))
+	fmt.Println("\nratios: the median of the paired ratios, then each run's")
+	if prof.err != nil {
+		fmt.Println("estimate from CPU shares skipped:", prof.err)
+	} else {
+		fmt.Printf("estimate from CPU shares: (1 - S num)/(1 - S den), S a server's share of its perf samples inside %s\n", handlerFrame)
+		fmt.Printf("  or %s: the GC's work grows with what a server allocates and keeps\n", gcFrame)
+	}
+	rp := report{targets: targets, results: results}
+	if prof.err == nil {
+		rp.shares = shares
+	}
+	compare := rp.compare
+	fmt.Println("keys:")
+	compare("validate / bare", validateKey, bareKey, 0.95)
+	compare("A/A control bare/bare (bare, again / bare)", bareAgain, bareKey, 0)
+	compare("via host / bare", viaHost, bareKey, 0)
+	compare("via host / validate", viaHost, validateKey, 0)
+	fmt.Println("tokens:")
+	compare("one token / bare, token identity", oneToken, bareToken, 0.95)
+	compare("new tokens / peer new tokens (golang-jwt)", newTokens, peerNewTokens, 0.95)
+	printRatio("new tokens / golang-jwt parse+verify ceiling", pairedRatios(results[newTokens], jwtCeilings), 0.8)
+	printRatio("new tokens / RS256 ceiling", pairedRatios(results[newTokens], ceilings), 0)
+	compare("one token / peer one token", oneToken, peerOneToken, 0)
+	printRatio("peer new tokens / RS256 ceiling", pairedRatios(results[peerNewTokens], ceilings), 0)
 	if gw != nil {
-		gw.report(results[firstGateway:])
+		gw.report(rp, firstGateway)
 	}
 	return nil
 }
@@ -386,9 +470,6 @@ func (tg target) load(script, tokens string) load {
 	}
 	return load{auth: tg.auth}
 }
-
-// pairedRatio is the median over repeats of num/den req/s.
-func pairedRatio(num, den []result) float64 { return medianOf(pairedRatios(num, den)) }
 
 // pairedRatios is num/den req/s of each repeat, in their order.
 func pairedRatios(num, den []result) []float64 {
@@ -419,15 +500,63 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
+// report is what the runs measured; shares, nil when the estimate is
+// skipped, are the CPU samples of the targets perf recorded.
+type report struct {
+	targets []target
+	results [][]result
+	shares  [][]cpuSamples
+}
+
+// compare prints the ratio of targets num/den and, where both were
+// recorded, the estimate from CPU shares and the shares.
+func (rp report) compare(label string, num, den int, target float64) {
+	printRatio(label, pairedRatios(rp.results[num], rp.results[den]), target)
+	if rp.shares == nil || rp.shares[num] == nil || rp.shares[den] == nil {
+		return
+	}
+	sn, sd := rp.shares[num], rp.shares[den]
+	est := make([]float64, len(sn))
+	for rep := range est {
+		est[rep] = shareEstimate(sn[rep], sd[rep])
+	}
+	printRatio("  estimate from CPU shares", est, target)
+	share := func(cs []cpuSamples, f func(cpuSamples) float64) float64 {
+		xs := make([]float64, len(cs))
+		for i, c := range cs {
+			xs[i] = 100 * f(c)
+		}
+		return medianOf(xs)
+	}
+	fmt.Printf("    shares (medians): Handler %s %.1f%%, %s %.1f%%; GC workers %.1f%%, %.1f%%\n",
+		rp.targets[num].name, share(sn, cpuSamples.handlerShare), rp.targets[den].name, share(sd, cpuSamples.handlerShare),
+		share(sn, cpuSamples.gcShare), share(sd, cpuSamples.gcShare))
+}
+
+// printRatio prints label, the median of rs, the paired ratios of the
+// runs, then each run's, and the target when there is one (not 0).
+func printRatio(label string, rs []float64, target float64) {
+	runs := make([]string, len(rs))
+	for i, r := range rs {
+		runs[i] = fmt.Sprintf("%.3f", r)
+	}
+	note := ""
+	if target != 0 {
+		note = fmt.Sprintf("  (target >= %.2f)", target)
+	}
+	pad := strings.Repeat(" ", max(0, 55-utf8.RuneCountInString(label)))
+	fmt.Printf("  %s:%s %.3f  runs %s%s\n", label, pad, medianOf(rs), strings.Join(runs, " "), note)
+}
+
 // start runs a command in the background; the returned func stops it.
-func start(env []string, name string, args ...string) (func(), error) {
+func start(env []string, name string, args ...string) (*exec.Cmd, func(), error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = env // nil: this process's environment
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	return cmd, func() { cmd.Process.Kill(); cmd.Wait() }, nil
 }
 
 // startHost starts the local host pinned to CPU 0 (the handler it starts
