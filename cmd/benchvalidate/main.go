@@ -385,18 +385,22 @@ func run() error {
 
 	// Read the profiles now: perf script between runs would part the
 	// two runs of a ratio.
+	// A run whose recording failed keeps the zero cpuSamples: it has no
+	// estimate, and the failures are told.
 	shares := make([][]cpuSamples, len(targets))
+	var failures []string
 	for i, recs := range recordings {
-		if targets[i].pids == nil {
+		if targets[i].pids == nil || prof.err != nil {
 			continue
 		}
-		for _, rec := range recs {
-			if prof.err != nil {
-				break
-			}
-			c, err := prof.samples(rec)
-			if err != nil {
-				prof.err = err
+		for rep, rec := range recs {
+			var c cpuSamples
+			if rec != nil {
+				var err error
+				if c, err = prof.samples(rec); err != nil {
+					failures = append(failures, fmt.Sprintf("%s, run %d: %v", targets[i].name, rep+1, err))
+					c = cpuSamples{}
+				}
 			}
 			shares[i] = append(shares[i], c)
 		}
@@ -438,6 +442,9 @@ func run() error {
 	} else {
 		fmt.Printf("estimate from CPU shares: (1 - S num)/(1 - S den), S a server's share of its perf samples inside %s\n", handlerFrame)
 		fmt.Printf("  or %s: the GC's work grows with what a server allocates and keeps\n", gcFrame)
+		if len(failures) > 0 {
+			fmt.Printf("  %d recordings failed, their runs have no estimate; the first: %s\n", len(failures), failures[0])
+		}
 	}
 	rp := report{targets: targets, results: results}
 	if prof.err == nil {
@@ -515,10 +522,20 @@ func (rp report) compare(label string, num, den int, target float64) {
 	if rp.shares == nil || rp.shares[num] == nil || rp.shares[den] == nil {
 		return
 	}
-	sn, sd := rp.shares[num], rp.shares[den]
-	est := make([]float64, len(sn))
-	for rep := range est {
-		est[rep] = shareEstimate(sn[rep], sd[rep])
+	// Only the runs recorded on both sides.
+	var sn, sd []cpuSamples
+	var est []float64
+	for rep := range rp.shares[num] {
+		n, d := rp.shares[num][rep], rp.shares[den][rep]
+		if n.all == 0 || d.all == 0 {
+			continue
+		}
+		sn, sd = append(sn, n), append(sd, d)
+		est = append(est, shareEstimate(n, d))
+	}
+	if len(est) == 0 {
+		fmt.Println("    estimate from CPU shares: no run recorded on both sides")
+		return
 	}
 	printRatio("  estimate from CPU shares", est, target)
 	share := func(cs []cpuSamples, f func(cpuSamples) float64) float64 {

@@ -138,6 +138,7 @@ type recording struct {
 	file string
 	cmd  *exec.Cmd
 	out  strings.Builder
+	err  error // why the recording failed, if it did
 }
 
 // record starts recording the samples of pids for d, nil when the
@@ -163,23 +164,24 @@ func (p *profiler) record(pids []int, d time.Duration) *recording {
 	return rec
 }
 
-// wait waits for rec to end; a failure stops the profiler.
+// wait waits for rec to end. A failed recording keeps its error: that
+// run has no estimate, the others still do.
 func (p *profiler) wait(rec *recording) *recording {
 	if rec == nil {
 		return nil
 	}
 	if err := rec.cmd.Wait(); err != nil {
-		if p.err == nil {
-			out := strings.ReplaceAll(strings.TrimSpace(rec.out.String()), "\n", "; ")
-			p.err = fmt.Errorf("perf record: %v: %s", err, out)
-		}
-		return nil
+		out := strings.ReplaceAll(strings.TrimSpace(rec.out.String()), "\n", "; ")
+		rec.err = fmt.Errorf("perf record: %v: %s", err, out)
 	}
 	return rec
 }
 
 // samples reads rec's file with perf script.
 func (p *profiler) samples(rec *recording) (cpuSamples, error) {
+	if rec.err != nil {
+		return cpuSamples{}, rec.err
+	}
 	cmd := exec.Command("perf", "script", "-i", rec.file, "-F", "pid,ip,sym")
 	cmd.Stderr = io.Discard
 	out, err := cmd.StdoutPipe()
