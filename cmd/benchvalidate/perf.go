@@ -86,7 +86,9 @@ func parseSamples(r io.Reader, pids []int) (cpuSamples, error) {
 		switch {
 		case strings.TrimSpace(line) == "":
 			end()
-		case line[0] != ' ' && line[0] != '\t':
+		case line[0] != '\t':
+			// A sample's first line: its pid, padded with spaces to
+			// perf's width (" 4301").
 			end()
 			p, err := strconv.Atoi(strings.TrimSpace(line))
 			if err != nil {

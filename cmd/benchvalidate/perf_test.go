@@ -51,6 +51,11 @@ const recorded = `25842
 	           2f79f runtime.gcBgMarkWorker
 	           2f597 runtime.gcBgMarkStartWorkers.gowrap1
 	           8e3e1 runtime.goexit.abi0
+
+ 4301 
+	          406f9e main.bareHandler.func1
+	          28e5ce net/http.serverHandler.ServeHTTP
+	          26e990 net/http.(*conn).serve
 `
 
 func TestParseSamples(t *testing.T) {
@@ -88,6 +93,14 @@ func TestParseSamples(t *testing.T) {
 	num := cpuSamples{all: 4, handler: 2}
 	if e := shareEstimate(num, c); math.Abs(e-1.5) > 1e-9 {
 		t.Errorf("estimate %v, want 1.5", e)
+	}
+	// perf pads a shorter pid with spaces.
+	short, err := parseSamples(strings.NewReader(recorded), []int{4301})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cpuSamples{all: 1, handler: 1}); short != want {
+		t.Fatalf("pid 4301: got %+v, want %+v", short, want)
 	}
 	if _, err := parseSamples(strings.NewReader(recorded), []int{1}); err == nil {
 		t.Error("no sample of pid 1: want an error")
