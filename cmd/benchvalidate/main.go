@@ -462,6 +462,7 @@ func run() error {
 	printRatio("new tokens / golang-jwt parse+verify ceiling", pairedRatios(results[newTokens], jwtCeilings), 0.8)
 	printRatio("new tokens / RS256 ceiling", pairedRatios(results[newTokens], ceilings), 0)
 	compare("one token / peer one token", oneToken, peerOneToken, 0)
+	printRatio("peer new tokens / golang-jwt parse+verify ceiling", pairedRatios(results[peerNewTokens], jwtCeilings), 0)
 	printRatio("peer new tokens / RS256 ceiling", pairedRatios(results[peerNewTokens], ceilings), 0)
 	if gw != nil {
 		gw.report(rp, firstGateway)

@@ -72,35 +72,27 @@ func TestParseSamples(t *testing.T) {
 	if s := c.ownShare(); math.Abs(s-2.0/3) > 1e-9 {
 		t.Errorf("own share (Handler and GC) %v, want 2/3", s)
 	}
-	other, err := parseSamples(strings.NewReader(recorded), []int{25844})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cpuSamples{all: 1, handler: 1}); other != want {
-		t.Fatalf("pid 25844: got %+v, want %+v", other, want)
-	}
-	// Behind nginx: all the samples of both processes, the Handler's of
-	// the first.
-	both, err := parseSamples(strings.NewReader(recorded), []int{25842, 25844})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cpuSamples{all: 4, handler: 1, gc: 1}); both != want {
-		t.Fatalf("pids 25842, 25844: got %+v, want %+v", both, want)
+	for _, tt := range []struct {
+		why  string
+		pids []int
+		want cpuSamples
+	}{
+		{"another process", []int{25844}, cpuSamples{all: 1, handler: 1}},
+		// Behind nginx: all the samples of both processes, the Handler's
+		// and the GC's of the first.
+		{"two processes", []int{25842, 25844}, cpuSamples{all: 4, handler: 1, gc: 1}},
+		{"perf pads a shorter pid with spaces", []int{4301}, cpuSamples{all: 1, handler: 1}},
+	} {
+		got, err := parseSamples(strings.NewReader(recorded), tt.pids)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: pids %v: got %+v, %v; want %+v", tt.why, tt.pids, got, err, tt.want)
+		}
 	}
 	// num spends half its time in its Handler, den two thirds in its
 	// Handler and GC: num does 1.5 times den's requests.
 	num := cpuSamples{all: 4, handler: 2}
 	if e := shareEstimate(num, c); math.Abs(e-1.5) > 1e-9 {
 		t.Errorf("estimate %v, want 1.5", e)
-	}
-	// perf pads a shorter pid with spaces.
-	short, err := parseSamples(strings.NewReader(recorded), []int{4301})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cpuSamples{all: 1, handler: 1}); short != want {
-		t.Fatalf("pid 4301: got %+v, want %+v", short, want)
 	}
 	if _, err := parseSamples(strings.NewReader(recorded), []int{1}); err == nil {
 		t.Error("no sample of pid 1: want an error")
