@@ -139,7 +139,7 @@ func validateRoute(r *http.Request) (string, bool) {
 // isClean reports whether path.Clean leaves p, a rooted path, as it is but
 // for a trailing slash: no empty segment but the last, and no "." or ".."
 // segment. It is path.Clean's test without building the cleaned path,
-// which cost validate a tenth of its time.
+// which took 7% of validate's time with a key (in process).
 func isClean(p string) bool {
 	for rest := p[1:]; ; {
 		seg, tail, more := strings.Cut(rest, "/")
