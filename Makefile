@@ -28,6 +28,7 @@ FUZZ_TARGETS := \
 	./shared/jwtauth:FuzzVerify \
 	./shared/jwtclaims:FuzzUnmarshal \
 	./shared/jwtclaims:FuzzMembersAgreeWithDecoder \
+	./functions:FuzzIsClean \
 	./infra:FuzzParseBicep
 
 .PHONY: build stage lambda package run nginx admin-key test fuzz-short fuzz bench lint clean
