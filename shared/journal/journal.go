@@ -188,6 +188,12 @@ func (j *Journal) slot() time.Duration {
 	return SlotFor(j.opts.TTL)
 }
 
+// minSlot is the shortest slot. KEY_CACHE_TTL's own minimum (1 s) gives
+// 750 ms; shorter TTLs come only from tests, and a slot must still outlast
+// a store write (an fsync or two on a loaded machine), since a record
+// written after its slot's grace is retried in the next.
+const minSlot = 20 * time.Millisecond
+
 // SlotFor is the slot length of a journal whose creator's KEY_CACHE_TTL
 // is ttl: ttl less half its Grace, so that two slots and a Grace are ttl
 // twice (the bound), in whole milliseconds.
@@ -196,7 +202,7 @@ func SlotFor(ttl time.Duration) time.Duration {
 	if Grace(slot) < 500*time.Millisecond {
 		slot = ttl * 8 / 9 // Grace slot/4
 	}
-	return max(slot.Truncate(time.Millisecond), time.Millisecond)
+	return max(slot.Truncate(time.Millisecond), minSlot)
 }
 
 // Grace is how long after a slot closes readers list it: records finished
