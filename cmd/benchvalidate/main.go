@@ -27,7 +27,7 @@
 // with auth_request to validate and to the bare server, an estimate that
 // the machine's noise hardly moves: perf samples the servers' CPU while
 // wrk loads them, and the ratio is estimated from the shares of samples
-// spent inside the servers' Handlers (perf.go). Without perf, or when it
+// spent inside the servers' Handlers or their GC (perf.go). Without perf, or when it
 // fails, the estimate is skipped, saying why.
 //
 // The gateway group (-gateway, on by default; skipped, saying so, without
@@ -384,9 +384,8 @@ func run() error {
 	}
 
 	// Read the profiles now: perf script between runs would part the
-	// two runs of a ratio.
-	// A run whose recording failed keeps the zero cpuSamples: it has no
-	// estimate, and the failures are told.
+	// two runs of a ratio. A run whose recording failed keeps the zero
+	// cpuSamples: it has no estimate, and the failures are told.
 	shares := make([][]cpuSamples, len(targets))
 	var failures []string
 	for i, recs := range recordings {
@@ -399,7 +398,6 @@ func run() error {
 				var err error
 				if c, err = prof.samples(rec); err != nil {
 					failures = append(failures, fmt.Sprintf("%s, run %d: %v", targets[i].name, rep+1, err))
-					c = cpuSamples{}
 				}
 			}
 			shares[i] = append(shares[i], c)
@@ -446,10 +444,7 @@ func run() error {
 			fmt.Printf("  %d recordings failed, their runs have no estimate; the first: %s\n", len(failures), failures[0])
 		}
 	}
-	rp := report{targets: targets, results: results}
-	if prof.err == nil {
-		rp.shares = shares
-	}
+	rp := report{targets: targets, results: results, shares: shares}
 	compare := rp.compare
 	fmt.Println("keys:")
 	compare("validate / bare", validateKey, bareKey, 0.95)
@@ -508,8 +503,8 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// report is what the runs measured; shares, nil when the estimate is
-// skipped, are the CPU samples of the targets perf recorded.
+// report is what the runs measured; shares are the CPU samples of the
+// targets perf recorded (none when the estimate is skipped).
 type report struct {
 	targets []target
 	results [][]result
@@ -520,7 +515,7 @@ type report struct {
 // recorded, the estimate from CPU shares and the shares.
 func (rp report) compare(label string, num, den int, target float64) {
 	printRatio(label, pairedRatios(rp.results[num], rp.results[den]), target)
-	if rp.shares == nil || rp.shares[num] == nil || rp.shares[den] == nil {
+	if rp.shares[num] == nil || rp.shares[den] == nil {
 		return
 	}
 	// Only the runs recorded on both sides.

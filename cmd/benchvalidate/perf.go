@@ -199,5 +199,8 @@ func (p *profiler) samples(rec *recording) (cpuSamples, error) {
 		return cpuSamples{}, fmt.Errorf("perf script: %w", err)
 	}
 	os.Remove(rec.file)
-	return c, perr
+	if perr != nil {
+		return cpuSamples{}, perr // a partial count has no estimate
+	}
+	return c, nil
 }

@@ -88,8 +88,9 @@ func (c *Cache[V]) Generation() uint64 {
 // Put remembers v for the token with key k, signed by kid, until exp, and
 // reports whether it did: not for an expired token, nor when keys were
 // dropped since gen was taken (the token may have been verified with a key
-// dropped meanwhile: it must not be remembered after the drop). A full cache first drops its expired entries, then, if still
-// full, an eighth of the others (the map's order: effectively at random).
+// dropped meanwhile: it must not be remembered after the drop). A full
+// cache first drops its expired entries, then, if still full, an eighth of
+// the others (the map's order: effectively at random).
 func (c *Cache[V]) Put(gen uint64, k Key, v V, exp time.Time, kid string) bool {
 	now := c.now()
 	if !now.Before(exp) {
